@@ -1,7 +1,8 @@
 """Errors a user can cause, each with a documented exit code.
 
 The CLI prints `str(error)` as one line on stderr and exits with `exit_code`;
-anything else is a bug and shows a traceback only with --debug.
+anything else is a bug (exit 1) and shows a traceback only with --debug.
+Ctrl-C exits with 130.
 """
 
 
@@ -11,14 +12,14 @@ class VidrestoreError(Exception):
     exit_code = 1
 
 
-class InputError(VidrestoreError):
-    """A missing, unreadable or inconsistent input (video, frames, mask, kernel)."""
+class UsageError(VidrestoreError):
+    """An unsupported option value, malformed preset or --set override (click's own usage errors are 2 too)."""
 
     exit_code = 2
 
 
-class UsageError(VidrestoreError):
-    """An unsupported option value, malformed preset or --set override."""
+class InputError(VidrestoreError):
+    """A missing, unreadable or inconsistent input (video, frames, mask, kernel)."""
 
     exit_code = 3
 

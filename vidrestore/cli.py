@@ -1,0 +1,201 @@
+"""The `vidrestore` command line: thin Typer commands that hand a resolved config to pipeline.restore."""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vidrestore.config import resolve_config
+from vidrestore.errors import VidrestoreError
+
+app = typer.Typer(
+    name="vidrestore", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Restore videos with pretrained image diffusion models: superres, inpaint, deblur, interpolate.",
+)
+stderr = Console(stderr=True)
+stdout = Console()
+
+# options shared by every command
+Input = Annotated[Path, typer.Argument(help="Video file (any format ffmpeg reads) or folder of frames.", show_default=False)]
+Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output video (.mp4 H.264, .mkv lossless) or folder of PNG frames. Default: <input>.<task>.mp4")]
+Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name (e.g. superres-fast) or YAML file. Default: the task's own.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set sampler.eta=0.2 (repeatable).")]
+Model = Annotated[Optional[str], typer.Option("--model", help="'none' (classical, fast), an embedded model name, a diffusers folder or hub id. Default: the embedded vr-pixel-small.")]
+Steps = Annotated[Optional[int], typer.Option("--steps", help="Diffusion steps (NFE per frame).")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed (results are reproducible per seed).")]
+Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:i].")]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (CUDA only; fp32 on CPU).")]
+Chunk = Annotated[Optional[int], typer.Option("--chunk", help="Frames restored together as one problem.")]
+Overlap = Annotated[Optional[int], typer.Option("--overlap", help="Frames shared (and cross-faded) by consecutive chunks.")]
+Tile = Annotated[Optional[int], typer.Option("--tile", help="Spatial tile size for the denoiser (default: automatic from free memory).")]
+Noise = Annotated[Optional[str], typer.Option("--noise", help="independent or shared (batch-consistent).")]
+Reference = Annotated[Optional[Path], typer.Option("--reference", help="Ground-truth clip: adds PSNR, SSIM and warping error to the metrics.")]
+Metrics = Annotated[Optional[Path], typer.Option("--metrics", help="Metrics JSON path. Default: <output>.metrics.json (or metrics.json inside an output folder).")]
+Fps = Annotated[Optional[float], typer.Option("--fps", help="Frame rate of frame-folder input (default 25).")]
+Crf = Annotated[Optional[int], typer.Option("--crf", help="H.264 quality for .mp4 output (default 18; lower is better).")]
+NoAudio = Annotated[bool, typer.Option("--no-audio", help="Drop the input's audio streams.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for scripts).")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+class ProgressDisplay:
+    """A rich progress bar over output frames, on stderr."""
+
+    def __init__(self, total: int):
+        self._progress = Progress(TextColumn("[bold]restoring"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("frames {task.fields[fps]}"), TimeElapsedColumn(),
+                                  TimeRemainingColumn(), console=stderr, transient=False)
+        self._task = self._progress.add_task("restore", total=total, fps="")
+        self._progress.start()
+
+    def step(self) -> None:
+        self._progress.refresh()
+
+    def frames(self, done: int) -> None:
+        elapsed = self._progress.tasks[0].elapsed or 0.0
+        rate = f"{done / elapsed:.2f}/s" if elapsed > 0 else ""
+        self._progress.update(self._task, completed=done, fps=rate)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _summary(result: dict) -> Table:
+    table = Table(title="vidrestore", show_header=False)
+    for key in ("task", "output", "frames", "width", "height", "fps", "seconds", "frames_per_second", "nfe",
+                "model", "device", "peak_memory_mb", "data_consistency_residual", "psnr", "ssim", "warping_error"):
+        if key in result and result[key] is not None:
+            value = result[key]
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table
+
+
+def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, debug: bool, **flags) -> None:
+    try:
+        config = resolve_config(task, preset, sets or [], flags | {"quiet": quiet})
+        from vidrestore.pipeline import restore  # heavy imports only when a command runs
+
+        result = restore(config, progress_factory=None if quiet else ProgressDisplay)
+    except VidrestoreError as exc:
+        if debug:
+            traceback.print_exc()
+        stderr.print(f"vidrestore: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code)
+    if not quiet:
+        stdout.print(_summary(result))
+
+
+def _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
+            metrics, fps, crf, no_audio, overwrite) -> dict:
+    return {
+        "output": str(output) if output else None, "model": model, "sampler.steps": steps,
+        "runtime.seed": seed, "runtime.device": device, "runtime.dtype": dtype, "runtime.chunk": chunk,
+        "runtime.overlap": overlap, "runtime.tile": tile, "sampler.noise": noise,
+        "reference": str(reference) if reference else None, "metrics": str(metrics) if metrics else None,
+        "io.fps": fps, "io.crf": crf, "io.audio": False if no_audio else None,
+        "io.overwrite": True if overwrite else None,
+    }
+
+
+@app.command(epilog="Example: vidrestore superres clip.mp4 -x 4 -o clip_x4.mp4")
+def superres(
+    input: Input,
+    scale: Annotated[int, typer.Option("-x", "--scale", help="Upscaling factor: 2, 3, 4 or 8.")] = 4,
+    degradation: Annotated[Optional[str], typer.Option("--degradation", help="How the input was made from the unknown high-res video: box (area average) or bicubic.")] = None,
+    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
+    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
+    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Super-resolve a video by 2x-8x."""
+    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
+                    metrics, fps, crf, no_audio, overwrite)
+    _run("superres", preset, set_, quiet, debug, input=str(input), **flags,
+         **{"degradation.scale": scale, "degradation.downsample": degradation})
+
+
+@app.command(epilog="Example: vidrestore inpaint clip.mp4 --box 40,30,64,48 -o clip_filled.mp4")
+def inpaint(
+    input: Input,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="Mask image (every frame), video or folder (per frame); non-zero = missing.")] = None,
+    box: Annotated[Optional[list[str]], typer.Option("--box", help="Missing rectangle X,Y,W,H in pixels (repeatable).")] = None,
+    dilate: Annotated[Optional[int], typer.Option("--dilate", help="Grow the mask by N pixels.")] = None,
+    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
+    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
+    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Fill missing regions of a video."""
+    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
+                    metrics, fps, crf, no_audio, overwrite)
+    _run("inpaint", preset, set_, quiet, debug, input=str(input), **flags,
+         **{"degradation.mask": str(mask) if mask else None, "degradation.boxes": box or None,
+            "degradation.dilate": dilate})
+
+
+@app.command(epilog="Example: vidrestore deblur clip.mp4 --kernel gaussian:2 --temporal uniform:5")
+def deblur(
+    input: Input,
+    kernel: Annotated[Optional[str], typer.Option("--kernel", help="gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH (.npy or grayscale image).")] = None,
+    temporal: Annotated[Optional[str], typer.Option("--temporal", help="Frame-averaging blur: uniform:K | gaussian:SIGMA.")] = None,
+    sigma_y: Annotated[Optional[float], typer.Option("--sigma-y", help="Measurement noise std (pixel range 0-1).")] = None,
+    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
+    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
+    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Remove spatial and/or temporal (frame-averaging) blur."""
+    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
+                    metrics, fps, crf, no_audio, overwrite)
+    _run("deblur", preset, set_, quiet, debug, input=str(input), **flags,
+         **{"degradation.kernel": kernel, "degradation.temporal": temporal, "degradation.sigma_y": sigma_y})
+
+
+@app.command(epilog="Example: vidrestore interpolate clip.mp4 -x 2 -o clip_2x_fps.mp4")
+def interpolate(
+    input: Input,
+    factor: Annotated[int, typer.Option("-x", "--factor", help="Frame-rate factor: 2, 4 or 8. N frames become (N-1)*k+1.")] = 2,
+    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
+    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
+    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Raise the frame rate k times by inventing the frames in between."""
+    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
+                    metrics, fps, crf, no_audio, overwrite)
+    _run("interpolate", preset, set_, quiet, debug, input=str(input), **flags, **{"degradation.factor": factor})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one line on stderr and a documented exit code for every failure."""
+    command = typer.main.get_command(app)
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = command.main(args=argv, prog_name="vidrestore", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        stderr.print("vidrestore: interrupted", markup=False)
+        code = 130
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        stderr.print(f"vidrestore: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+                     markup=False, highlight=False, soft_wrap=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

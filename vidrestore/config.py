@@ -1,0 +1,218 @@
+"""Run configuration: frozen dataclasses resolved from defaults ⊕ preset ⊕ --set ⊕ CLI flags.
+
+Presets are YAML files with the same nested keys as `RunConfig` (for
+example `sampler: {steps: 10}`); they are found by name in
+`vidrestore/presets/` or by path. `--set sampler.eta=0.2` overrides one key.
+The resolved config round-trips through JSON (`to_dict` / `from_dict`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from vidrestore.errors import UsageError
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+TASKS = ("superres", "inpaint", "deblur", "interpolate")
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    scale: int = 4                 # superres factor
+    downsample: str = "box"        # superres: box | bicubic
+    kernel: str | None = None      # deblur: gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH
+    temporal: str | None = None    # deblur: uniform:K | gaussian:SIGMA
+    sigma_y: float = 0.0           # measurement noise std in [0, 1] units
+    mask: str | None = None        # inpaint: image, video or folder; non-zero = missing
+    boxes: tuple[str, ...] = ()    # inpaint: X,Y,W,H rectangles
+    dilate: int = 0                # inpaint: grow the mask by N pixels
+    factor: int = 2                # interpolate: frame-rate factor
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int = 20
+    eta: float = 0.15
+    cg_iterations: int = 5
+    gamma: float = 0.0             # DDS proximal weight; raised automatically with sigma_y
+    noise: str = "shared"          # independent | shared
+    start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
+    average: int = 1               # average this many samples (higher PSNR, N× the time)
+
+
+@dataclass(frozen=True)
+class ClassicalConfig:
+    smoothness: float = 0.01
+    iterations: int = 30
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"
+    dtype: str = "fp32"
+    seed: int = 0
+    chunk: int = 16                # frames restored together (one CG system)
+    overlap: int = 4               # frames shared by consecutive chunks, cross-faded
+    tile: int | None = None        # spatial tile for the denoiser; None = automatic
+    micro_batch: int = 8           # frames per network call
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    crf: int = 18
+    audio: bool = True
+    fps: float = 25.0              # frame rate assumed for frame-folder input
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str = "superres"
+    input: str = ""
+    output: str = ""
+    preset: str = ""
+    model: str = "default"
+    reference: str | None = None
+    metrics: str | None = None
+    quiet: bool = False
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    classical: ClassicalConfig = field(default_factory=ClassicalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    io: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        return _build(cls, data, "")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if value is None and (hint is type(None) or type(None) in args):
+        return None
+    if args and type(None) in args:  # Optional[X]
+        hint = next(a for a in args if a is not type(None))
+        origin, args = get_origin(hint), get_args(hint)
+    if origin is tuple:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_coerce(v, args[0], key) for v in items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise UsageError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        return str(value)
+    raise UsageError(f"{key}: unsupported value {value!r}")
+
+
+def _build(cls, data: dict, prefix: str):
+    if not isinstance(data, dict):
+        raise UsageError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UsageError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = _build(hint, data[f.name], f"{prefix}{f.name}.")
+        else:
+            kwargs[f.name] = _coerce(data[f.name], hint, prefix + f.name)
+    return cls(**kwargs)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> dict:
+    keys = dotted.split(".")
+    nested: Any = value
+    for key in reversed(keys):
+        nested = {key: nested}
+    return _merge(data, nested)
+
+
+def preset_path(name_or_path: str) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UsageError(f"preset file not found: {name_or_path}")
+        return path
+    candidate = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        raise UsageError(f"unknown preset {name_or_path!r} (available: {', '.join(available_presets())})")
+    return candidate
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str) -> dict:
+    path = preset_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"malformed preset {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"malformed preset {path}: expected a mapping of keys")
+    return data
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. sampler.steps=10")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def resolve_config(task: str, preset: str | None = None, sets: list[str] | tuple[str, ...] = (),
+                   flags: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults ⊕ preset (default: the task's own) ⊕ --set ⊕ explicit CLI flags (dotted keys; None = not given)."""
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}")
+    preset = preset or task
+    data = _merge(RunConfig().to_dict(), load_preset(preset))
+    data["task"] = task
+    data["preset"] = preset
+    for item in sets:
+        key, value = parse_set(item)
+        data = _set_dotted(data, key, value)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            data = _set_dotted(data, key, value)
+    return RunConfig.from_dict(data)

@@ -1,0 +1,307 @@
+"""restore(config): stream a video through a restoration task, window by window.
+
+Measurement frames are read in windows of `runtime.chunk` frames that share
+`runtime.overlap` frames with the next window; each window is restored as one
+spatio-temporal problem, and shared frames are cross-faded, so memory is
+bounded by the window whatever the video length. Noise depends only on
+(seed, step, frame index), so windows agree on the frames they share.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from vidrestore import metrics as M
+from vidrestore.config import RunConfig
+from vidrestore.errors import DeviceError, InputError, OutputError
+from vidrestore.io import VideoInfo, VideoWriter, probe, read_frames, to_tensor, to_uint8
+from vidrestore.operators import LinearOperator
+from vidrestore.priors import load_pixel_prior
+from vidrestore.samplers import dds_sample, ddim_timesteps, least_squares, make_noise_sampler
+from vidrestore.tasks import Task, iter_mask_frames, make_task
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm"}
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {spec!r}: use auto, cpu or cuda[:i]") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {spec}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise DeviceError(f"unsupported device {spec!r}: use auto, cpu or cuda[:i]")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if device.type == "cpu":
+        return torch.float32  # half precision is slow or unsupported for convolutions on CPU
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def plan_windows(n: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
+    """Windows [start, stop) of at most `chunk` frames covering [0, n), consecutive ones sharing ≥ `overlap`."""
+    if n <= chunk:
+        return [(0, n)]
+    step = max(1, chunk - overlap)
+    windows = []
+    start = 0
+    while start + chunk < n:
+        windows.append((start, start + chunk))
+        start += step
+    windows.append((n - chunk, n))
+    return windows
+
+
+def default_output(input_path: Path, task: str) -> Path:
+    if input_path.is_dir():
+        return input_path.with_name(f"{input_path.name}.{task}")
+    return input_path.with_name(f"{input_path.stem}.{task}.mp4")
+
+
+def is_folder_output(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() not in VIDEO_SUFFIXES
+
+
+def sidecar_path(output: Path, name: str) -> Path:
+    """Where `metrics.json` / `config.json` go: inside an output folder, else `<output>.<name>`."""
+    return output / name if is_folder_output(output) else output.with_name(f"{output.name}.{name}")
+
+
+def auto_tile(height: int, width: int, micro_batch: int, device: torch.device, base_channels: int) -> int | None:
+    """A tile size whose activations fit in half the free memory, or None when whole frames fit."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        free = _available_ram()
+    bytes_per_pixel = 4 * 48 * base_channels  # measured order of magnitude for UNet2DModel activations
+    budget = free * 0.5 / (micro_batch * bytes_per_pixel)
+    if height * width <= budget:
+        return None
+    side = int(budget ** 0.5)
+    return max(64, side - side % 64)
+
+
+def _available_ram() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 1024 ** 3
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class FrameWindows:
+    """Monotonic windowed access to a stream of frame batches, holding only what is still needed."""
+
+    def __init__(self, batches: Iterator[np.ndarray], name: str):
+        self._batches = batches
+        self._frames: list[np.ndarray] = []
+        self._offset = 0
+        self._name = name
+
+    def get(self, start: int, stop: int) -> np.ndarray:
+        drop = max(0, start - self._offset)
+        del self._frames[:drop]
+        self._offset += drop
+        while self._offset + len(self._frames) < stop:
+            try:
+                self._frames.extend(next(self._batches))
+            except StopIteration:
+                raise InputError(f"{self._name}: ended after {self._offset + len(self._frames)} frames, "
+                                 f"expected at least {stop}") from None
+        return np.stack(self._frames[start - self._offset: stop - self._offset])
+
+    def close(self) -> None:
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class RunningMetrics:
+    """Metrics accumulated over finalised frames, in order."""
+
+    residual_sq: float = 0.0
+    measurement_sq: float = 0.0
+    squared_error: float = 0.0
+    values: int = 0
+    ssim_sum: float = 0.0
+    frames: int = 0
+    warp_sum: float = 0.0
+    warp_pairs: int = 0
+    _last: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    def add_residual(self, operator: LinearOperator, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.residual_sq += float((operator.A(x) - y).pow(2).sum())
+        self.measurement_sq += float(y.pow(2).sum())
+
+    def add_reference(self, out: torch.Tensor, ref: torch.Tensor) -> None:
+        self.squared_error += float((out - ref).pow(2).sum())
+        self.values += out.numel()
+        self.ssim_sum += sum(M.ssim(out[i:i + 1], ref[i:i + 1]) for i in range(out.shape[0]))
+        self.frames += out.shape[0]
+        if self._last is not None:  # include the pair that straddles two batches
+            out, ref = torch.cat([self._last[0], out]), torch.cat([self._last[1], ref])
+        if out.shape[0] > 1:
+            pairs = M.warping_error_per_pair(out, flow_source=ref)
+            self.warp_sum += float(sum(pairs))
+            self.warp_pairs += len(pairs)
+        self._last = (out[-1:], ref[-1:])
+
+    def summary(self) -> dict:
+        result = {"data_consistency_residual": (self.residual_sq / self.measurement_sq) ** 0.5
+                  if self.measurement_sq > 0 else 0.0}
+        if self.frames:
+            mse = self.squared_error / max(self.values, 1)
+            result["psnr"] = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+            result["ssim"] = self.ssim_sum / self.frames
+            result["warping_error"] = self.warp_sum / self.warp_pairs if self.warp_pairs else 0.0
+        return result
+
+
+def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: list[int],
+                   cfg: RunConfig, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Restore one window of frames; returns x in [0, 1] (unclipped)."""
+    if prior is None:
+        return least_squares(operator, y, smoothness=cfg.classical.smoothness, iterations=cfg.classical.iterations)
+    s = cfg.sampler
+    partial = s.start_t < prior.num_train_timesteps
+    timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
+    x_init = operator.initial_estimate(y).clamp(0, 1) if partial else None
+    gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
+    total = None
+    for k in range(s.average):
+        noise = make_noise_sampler(s.noise, cfg.runtime.seed + 7919 * k)
+        x = dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
+                       cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init,
+                       callback=(lambda i, t: on_step()) if on_step else None)
+        total = x if total is None else total + x
+    return total / s.average
+
+
+def restore(cfg: RunConfig, progress_factory=None) -> dict:
+    """Run one restoration described by `cfg`; returns the metrics written to the metrics JSON."""
+    started = time.perf_counter()
+    input_path = Path(cfg.input)
+    if not input_path.exists():
+        raise InputError(f"{input_path}: no such file or folder")
+    output = Path(cfg.output) if cfg.output else default_output(input_path, cfg.task)
+    if output.exists() and not cfg.io.overwrite:
+        raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
+    info: VideoInfo = probe(input_path, folder_fps=Fraction(cfg.io.fps).limit_denominator(1001))
+    task: Task = make_task(cfg, info.width, info.height, info.frame_count)
+    reference = probe(Path(cfg.reference)) if cfg.reference else None
+    n_out = task.output_frame_count(info.frame_count)
+    out_w, out_h = info.width * task.spatial_scale, info.height * task.spatial_scale
+    if reference is not None and (reference.width, reference.height, reference.frame_count) != (out_w, out_h, n_out):
+        raise InputError(f"{cfg.reference}: reference is {reference.width}x{reference.height} with "
+                         f"{reference.frame_count} frames; the output will be {out_w}x{out_h} with {n_out}")
+
+    device = resolve_device(cfg.runtime.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    dtype = resolve_dtype(cfg.runtime.dtype, device)
+    prior = load_pixel_prior(None if cfg.model == "default" else cfg.model, device, dtype,
+                             micro_batch=cfg.runtime.micro_batch)
+    if prior is not None:
+        prior.tile = cfg.runtime.tile or auto_tile(out_h, out_w, cfg.runtime.micro_batch, device,
+                                                    prior.unet.config.block_out_channels[0])
+
+    overlap = max(cfg.runtime.overlap, 1 if task.temporal_factor > 1 else 0)
+    windows = plan_windows(info.frame_count, max(cfg.runtime.chunk, overlap + 1), overlap)
+    inputs = FrameWindows(read_frames(input_path, cfg.runtime.chunk, folder_fps=info.fps), str(input_path))
+    mask_batches = iter_mask_frames(task, cfg.runtime.chunk)
+    masks = FrameWindows(mask_batches, cfg.degradation.mask or "mask") if mask_batches is not None else None
+    refs = FrameWindows(read_frames(Path(cfg.reference), cfg.runtime.chunk), cfg.reference) \
+        if reference is not None else None
+    audio_from = input_path if (cfg.io.audio and info.has_audio and not is_folder_output(output)) else None
+    running = RunningMetrics()
+    steps_per_window = (cfg.sampler.steps * cfg.sampler.average) if prior is not None else 0
+    network_evaluations = 0
+
+    progress = progress_factory(n_out) if progress_factory else None
+    try:
+        with VideoWriter(output, task.output_fps(info.fps), out_w, out_h, crf=cfg.io.crf,
+                         audio_from=audio_from, overwrite=cfg.io.overwrite) as writer:
+            pending: torch.Tensor | None = None
+            written = 0
+            for w, (ys, ye) in enumerate(windows):
+                xs, xe = task.x_range(ys, ye)
+                y = to_tensor(inputs.get(ys, ye)).to(device)
+                operator = task.operator(masks.get(ys, ye) if masks is not None else None)
+                x = restore_window(prior, operator, y, list(range(xs, xe)), cfg,
+                                   on_step=(lambda: progress.step()) if progress else None)
+                network_evaluations += steps_per_window * (xe - xs)
+                running.add_residual(operator, x, y)
+                x = x.clamp(0, 1)
+                if pending is not None:  # cross-fade the frames shared with the previous window
+                    n_ov = pending.shape[0]
+                    ramp = torch.arange(1, n_ov + 1, device=x.device, dtype=x.dtype) / (n_ov + 1)
+                    x[:n_ov] = (1 - ramp.view(-1, 1, 1, 1)) * pending + ramp.view(-1, 1, 1, 1) * x[:n_ov]
+                next_xs = task.x_range(*windows[w + 1])[0] if w + 1 < len(windows) else xe
+                final, pending = x[: next_xs - xs], (x[next_xs - xs:] if w + 1 < len(windows) else None)
+                if final.shape[0]:
+                    frames_u8 = to_uint8(final.cpu())
+                    writer.write(frames_u8)
+                    if refs is not None:
+                        running.add_reference(to_tensor(frames_u8), to_tensor(refs.get(written, written + len(final))))
+                    written += final.shape[0]
+                    if progress:
+                        progress.frames(written)
+            if written != n_out:
+                raise OutputError(f"{output}: wrote {written} frames, expected {n_out}")
+    finally:
+        for source in (inputs, masks, refs):
+            if source is not None:
+                source.close()
+        if progress:
+            progress.close()
+
+    seconds = time.perf_counter() - started
+    result = {
+        "task": cfg.task, "input": str(input_path), "output": str(output), "frames": n_out,
+        "width": out_w, "height": out_h, "fps": str(task.output_fps(info.fps)),
+        "fps_float": float(task.output_fps(info.fps)), "seconds": round(seconds, 3),
+        "frames_per_second": round(n_out / seconds, 4) if seconds > 0 else None,
+        "nfe": steps_per_window, "network_evaluations": network_evaluations, "device": str(device),
+        "model": "none" if prior is None else prior.name, "seed": cfg.runtime.seed, "preset": cfg.preset,
+        "noise": cfg.sampler.noise if prior is not None else None,
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+    }
+    result.update(running.summary())
+    _write_json(Path(cfg.metrics) if cfg.metrics else sidecar_path(output, "metrics.json"), result)
+    _write_json(sidecar_path(output, "config.json"), cfg.to_dict() | {"output": str(output)})
+    return result
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None

@@ -1,0 +1,51 @@
+"""The Denoiser protocol that every sampler uses."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class Denoiser(Protocol):
+    """A DDPM-family image denoiser, frames on the batch axis.
+
+    Works in the model's own range [-1, 1]; `to_model` / `from_model` convert
+    from and to the [0, 1] range that operators and I/O use.
+    """
+
+    name: str
+    alphas_cumprod: torch.Tensor  # (num_train_timesteps,), float64, on CPU
+    device: torch.device
+
+    @property
+    def num_train_timesteps(self) -> int: ...
+
+    def tweedie(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ε̂, x̂0) with x_t = √ᾱ_t x̂0 + √(1−ᾱ_t) ε̂."""
+        ...
+
+
+def to_model(x_unit: torch.Tensor) -> torch.Tensor:
+    return x_unit * 2.0 - 1.0
+
+
+def from_model(x_model: torch.Tensor) -> torch.Tensor:
+    return (x_model + 1.0) * 0.5
+
+
+def split_prediction(prediction: torch.Tensor, x_t: torch.Tensor, alpha_bar: float,
+                     prediction_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a network output of any parameterisation into (ε̂, x̂0)."""
+    a, s = alpha_bar ** 0.5, (1.0 - alpha_bar) ** 0.5
+    if prediction_type == "epsilon":
+        eps = prediction
+        x0 = (x_t - s * eps) / a
+    elif prediction_type == "sample":
+        x0 = prediction
+        eps = (x_t - a * x0) / s
+    elif prediction_type == "v_prediction":
+        x0 = a * x_t - s * prediction
+        eps = s * x_t + a * prediction
+    else:
+        raise ValueError(f"unknown prediction_type {prediction_type!r}")
+    return eps, x0
