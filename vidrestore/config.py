@@ -47,7 +47,7 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class ClassicalConfig:
-    smoothness: float = 0.01
+    smoothness: float = 0.002
     iterations: int = 30
 
 

@@ -23,14 +23,11 @@ import torch
 from vidrestore import metrics as M
 from vidrestore.config import RunConfig
 from vidrestore.errors import DeviceError, InputError, OutputError
-from vidrestore.io import VideoInfo, VideoWriter, probe, read_frames, to_tensor, to_uint8
+from vidrestore.io import VideoInfo, VideoWriter, output_kind, probe, read_frames, to_tensor, to_uint8
 from vidrestore.operators import LinearOperator
 from vidrestore.priors import load_pixel_prior
 from vidrestore.samplers import dds_sample, ddim_timesteps, least_squares, make_noise_sampler
 from vidrestore.tasks import Task, iter_mask_frames, make_task
-
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm"}
-
 
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
@@ -75,13 +72,9 @@ def default_output(input_path: Path, task: str) -> Path:
     return input_path.with_name(f"{input_path.stem}.{task}.mp4")
 
 
-def is_folder_output(path: Path) -> bool:
-    return path.is_dir() or path.suffix.lower() not in VIDEO_SUFFIXES
-
-
 def sidecar_path(output: Path, name: str) -> Path:
     """Where `metrics.json` / `config.json` go: inside an output folder, else `<output>.<name>`."""
-    return output / name if is_folder_output(output) else output.with_name(f"{output.name}.{name}")
+    return output / name if output_kind(output) == "folder" else output.with_name(f"{output.name}.{name}")
 
 
 def auto_tile(height: int, width: int, micro_batch: int, device: torch.device, base_channels: int) -> int | None:
@@ -167,7 +160,7 @@ class RunningMetrics:
         if self._last is not None:  # include the pair that straddles two batches
             out, ref = torch.cat([self._last[0], out]), torch.cat([self._last[1], ref])
         if out.shape[0] > 1:
-            pairs = M.warping_error_per_pair(out, flow_source=ref)
+            pairs = [p for p in M.warping_error_per_pair(out, flow_source=ref) if np.isfinite(p)]
             self.warp_sum += float(sum(pairs))
             self.warp_pairs += len(pairs)
         self._last = (out[-1:], ref[-1:])
@@ -210,6 +203,7 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
     if not input_path.exists():
         raise InputError(f"{input_path}: no such file or folder")
     output = Path(cfg.output) if cfg.output else default_output(input_path, cfg.task)
+    output_kind(output)  # rejects unsupported suffixes before any work
     if output.exists() and not cfg.io.overwrite:
         raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
     info: VideoInfo = probe(input_path, folder_fps=Fraction(cfg.io.fps).limit_denominator(1001))
@@ -238,7 +232,7 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
     masks = FrameWindows(mask_batches, cfg.degradation.mask or "mask") if mask_batches is not None else None
     refs = FrameWindows(read_frames(Path(cfg.reference), cfg.runtime.chunk), cfg.reference) \
         if reference is not None else None
-    audio_from = input_path if (cfg.io.audio and info.has_audio and not is_folder_output(output)) else None
+    audio_from = input_path if (cfg.io.audio and info.has_audio and not output_kind(output) == "folder") else None
     running = RunningMetrics()
     steps_per_window = (cfg.sampler.steps * cfg.sampler.average) if prior is not None else 0
     network_evaluations = 0
@@ -256,6 +250,7 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
                 x = restore_window(prior, operator, y, list(range(xs, xe)), cfg,
                                    on_step=(lambda: progress.step()) if progress else None)
                 network_evaluations += steps_per_window * (xe - xs)
+                x = task.keep_known(x, y, operator)
                 running.add_residual(operator, x, y)
                 x = x.clamp(0, 1)
                 if pending is not None:  # cross-fade the frames shared with the previous window

@@ -112,6 +112,16 @@ class Task:
         k = self.temporal_factor
         return y_start * k, (y_stop - 1) * k + 1
 
+    def keep_known(self, x: torch.Tensor, y: torch.Tensor, operator: ops.LinearOperator) -> torch.Tensor:
+        """Put measured pixels back exactly: inpaint keeps every known pixel, interpolate every input frame."""
+        if self.cfg.task == "inpaint":
+            known = operator.known.to(x) if hasattr(operator, "known") else None
+            return x if known is None else known * y + (1 - known) * x
+        if self.cfg.task == "interpolate":
+            x = x.clone()
+            x[:: self.temporal_factor] = y
+        return x
+
     def operator(self, mask_frames: np.ndarray | None = None) -> ops.LinearOperator:
         cfg, deg = self.cfg, self.cfg.degradation
         if cfg.task == "superres":

@@ -1,0 +1,34 @@
+"""Streaming video I/O: probe, read_frames, VideoWriter, and frame conversions.
+
+Frames travel as ``uint8 (B, H, W, 3)`` RGB numpy batches; ``to_tensor`` /
+``to_uint8`` convert to and from ``float32 (B, 3, H, W)`` tensors in ``[0, 1]``.
+"""
+
+from .frames import to_tensor, to_uint8
+from .video import (
+    IMAGE_SUFFIXES,
+    VideoInfo,
+    VideoWriter,
+    has_audio,
+    list_frame_files,
+    output_kind,
+    parse_fps,
+    probe,
+    read_frames,
+    read_image,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VideoInfo",
+    "VideoWriter",
+    "has_audio",
+    "list_frame_files",
+    "output_kind",
+    "parse_fps",
+    "probe",
+    "read_frames",
+    "read_image",
+    "to_tensor",
+    "to_uint8",
+]

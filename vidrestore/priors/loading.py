@@ -65,6 +65,9 @@ def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype
                      micro_batch: int = 8, tile: int | None = None) -> PixelDenoiser | None:
     """Load a prior as a PixelDenoiser; `None` when the model is "none"."""
     from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # our own errors say what went wrong, in one line
 
     location = resolve_model_location(model)
     if location is None:
@@ -72,7 +75,8 @@ def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype
     layout = _layout(location)
     name = location.name if isinstance(location, Path) else str(location)
     offline = isinstance(location, Path) or _is_offline()
-    common = {"local_files_only": offline, "use_safetensors": True}
+    common = {"local_files_only": offline, "use_safetensors": True, "low_cpu_mem_usage": False,
+              "torch_dtype": dtype}
     try:
         unet_kwargs = dict(common, **({"subfolder": layout["unet"]} if layout["unet"] else {}))
         unet = UNet2DModel.from_pretrained(location, **unet_kwargs)
@@ -88,5 +92,5 @@ def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype
         scheduler = DDPMScheduler.from_pretrained(location, subfolder=layout["scheduler"], **{"local_files_only": offline})
     except Exception:
         scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
-    unet = unet.to(device=device, dtype=dtype)
+    unet = unet.to(device=device)
     return PixelDenoiser(unet, scheduler, name=name, micro_batch=micro_batch, tile=tile)

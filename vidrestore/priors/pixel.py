@@ -10,12 +10,17 @@ from vidrestore.priors.base import split_prediction
 
 
 def blend_window(size: int, overlap: int, device, dtype) -> torch.Tensor:
-    """1-D weights that ramp smoothly over `overlap` pixels at both ends."""
+    """1-D tile weights: zero over the outer quarter of the overlap (where zero padding
+    distorts the network's output), then a raised-cosine ramp up to one."""
     w = torch.ones(size, device=device, dtype=dtype)
     if overlap > 0:
-        ramp = torch.linspace(0, math.pi, overlap + 2, device=device, dtype=dtype)[1:-1]
-        w[:overlap] = (1 - torch.cos(ramp)) / 2
-        w[-overlap:] = torch.flip((1 - torch.cos(ramp)) / 2, [0])
+        margin = overlap // 4
+        ramp = torch.zeros(overlap, device=device, dtype=dtype)
+        n = overlap - 2 * margin
+        ramp[margin:margin + n] = (1 - torch.cos(torch.linspace(0, math.pi, n + 2, device=device, dtype=dtype)[1:-1])) / 2
+        ramp[margin + n:] = 1
+        w[:overlap] = ramp
+        w[-overlap:] = torch.minimum(w[-overlap:], torch.flip(ramp, [0]))
     return w
 
 
@@ -75,7 +80,7 @@ class PixelDenoiser:
         h, w = x.shape[-2:]
         if self.tile is None or (h <= self.tile and w <= self.tile):
             return self._network(x, t)
-        tile, overlap = self.tile, self.tile_overlap
+        tile, overlap = self.tile, min(self.tile_overlap, self.tile // 2)
         out = torch.zeros_like(x)
         weight = torch.zeros((1, 1, h, w), device=x.device, dtype=x.dtype)
         for top in tile_starts(h, tile, overlap):

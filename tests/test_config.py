@@ -1,0 +1,62 @@
+import json
+
+import pytest
+
+from vidrestore.config import RunConfig, available_presets, load_preset, resolve_config
+from vidrestore.errors import UsageError
+
+
+def test_every_task_has_a_preset_and_a_fast_variant():
+    names = available_presets()
+    for task in ("superres", "inpaint", "deblur", "interpolate"):
+        assert task in names and f"{task}-fast" in names
+        resolve_config(task, f"{task}-fast")
+
+
+def test_task_preset_is_the_default():
+    cfg = resolve_config("superres")
+    assert cfg.preset == "superres" and cfg.sampler.steps == 20 and cfg.sampler.noise == "shared"
+    assert resolve_config("superres", "superres-fast").sampler.steps <= 10
+
+
+def test_set_overrides_the_preset_and_flags_override_set():
+    cfg = resolve_config("superres", "superres", ["sampler.eta=0.3", "runtime.tile=128", "degradation.boxes=[1,2]"])
+    assert cfg.sampler.eta == 0.3 and cfg.runtime.tile == 128
+    cfg = resolve_config("superres", None, ["sampler.steps=7"], {"sampler.steps": 3, "runtime.seed": None})
+    assert cfg.sampler.steps == 3 and cfg.runtime.seed == 0
+
+
+def test_preset_from_a_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("sampler:\n  steps: 5\n  noise: independent\n")
+    cfg = resolve_config("deblur", str(path))
+    assert cfg.sampler.steps == 5 and cfg.sampler.noise == "independent" and cfg.preset == str(path)
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["sampler.stepz=3"], "unknown config key sampler.stepz"),
+    (["sampler.steps=many"], "expected an integer"),
+    (["sampler.steps"], "expected KEY=VALUE"),
+    (["io.overwrite=maybe"], "expected true or false"),
+    (["sampler=3"], "expected a mapping"),
+])
+def test_bad_overrides_are_usage_errors(sets, match):
+    with pytest.raises(UsageError, match=match):
+        resolve_config("superres", None, sets)
+
+
+def test_malformed_and_missing_presets(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampler: [unclosed\n")
+    with pytest.raises(UsageError, match="malformed preset"):
+        load_preset(str(bad))
+    with pytest.raises(UsageError, match="unknown preset"):
+        resolve_config("superres", "no-such-preset")
+    with pytest.raises(UsageError, match="not found"):
+        resolve_config("superres", str(tmp_path / "missing.yaml"))
+
+
+def test_config_round_trips_through_json():
+    cfg = resolve_config("inpaint", None, ["degradation.boxes=['1,2,3,4']", "runtime.tile=64"])
+    again = RunConfig.from_dict(json.loads(cfg.to_json()))
+    assert again == cfg

@@ -1,0 +1,214 @@
+"""Tests for vidrestore.temporal: DIS flow, backward warping, occlusion masks, scene cuts."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidrestore.temporal import (
+    backward_warp,
+    consecutive_flows,
+    detect_scene_cuts,
+    estimate_flow,
+    occlusion_mask,
+    scene_cut_distances,
+)
+from vidrestore.temporal.flow import to_gray_uint8
+
+
+def texture(h, w, seed=0, sigma=2.0):
+    """Smooth random colour texture (H, W, 3) float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    n = rng.random((h, w, 3)).astype(np.float32)
+    n = cv2.GaussianBlur(n, (0, 0), sigma)
+    return (n - n.min()) / (n.max() - n.min())
+
+
+def to_t(a):
+    """(H, W, C) numpy -> (1, C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
+
+
+def pan_clip(n, step=(1, 0), size=64, seed=0, sigma=2.0):
+    """Camera pan over a large texture: frame k is the window at offset k*step (x, y)."""
+    big = texture(size + 40, size + 40, seed=seed, sigma=sigma)
+    frames = []
+    for k in range(n):
+        x0 = 20 + int(round(k * step[0]))
+        y0 = 20 + int(round(k * step[1]))
+        frames.append(to_t(big[y0 : y0 + size, x0 : x0 + size]))
+    return torch.cat(frames)
+
+
+def shifted_pair(dx, dy, size=64, margin=8, seed=0):
+    """src, dst with src(p) = dst(p + (dx, dy))."""
+    big = texture(size + 2 * margin + 4, size + 2 * margin + 4, seed=seed)
+    src = big[margin : margin + size, margin : margin + size]
+    dst = big[margin - dy : margin - dy + size, margin - dx : margin - dx + size]
+    return to_t(src), to_t(dst)
+
+
+# ------------------------------------------------------------------ flow
+
+
+def test_flow_recovers_translation():
+    src, dst = shifted_pair(3, -2)
+    flow = estimate_flow(src, dst)
+    assert flow.shape == (1, 2, 64, 64) and flow.dtype == torch.float32
+    inner = flow[0, :, 8:-8, 8:-8]
+    assert (inner[0] - 3).abs().max() < 0.3
+    assert (inner[1] + 2).abs().max() < 0.3
+    # the convention: backward_warp(dst, flow) ≈ src
+    warped, _ = backward_warp(dst, flow)
+    assert (warped - src)[..., 8:-8, 8:-8].abs().mean() < 0.01
+
+
+def test_flow_reverse_direction_and_batch():
+    src, dst = shifted_pair(3, -2)
+    flow = estimate_flow(torch.cat([src, dst]), torch.cat([dst, src]))
+    assert flow.shape == (2, 2, 64, 64)
+    assert (flow[1, 0, 8:-8, 8:-8] + 3).abs().mean() < 0.3
+    assert (flow[1, 1, 8:-8, 8:-8] - 2).abs().mean() < 0.3
+
+
+def test_flow_with_mask_ignores_hole():
+    src, dst = shifted_pair(3, -2)
+    holed = src.clone()
+    holed[..., 24:40, 24:40] = 0.0  # a black hole DIS would otherwise try to track
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 24:40, 24:40] = 1
+    flow_masked = estimate_flow(holed, dst, mask=mask, dst_mask=torch.zeros_like(mask))
+    err_masked = ((flow_masked[0, 0] - 3).abs() + (flow_masked[0, 1] + 2).abs())[8:-8, 8:-8].mean()
+    assert err_masked < 0.5
+
+
+def test_flow_small_frames_and_gray():
+    f = estimate_flow(torch.rand(2, 1, 6, 9), torch.rand(2, 1, 6, 9))
+    assert f.shape == (2, 2, 6, 9)
+    g = to_gray_uint8(torch.ones(1, 3, 4, 4))
+    assert g.dtype == np.uint8 and g.shape == (1, 4, 4) and (g == 255).all()
+
+
+def test_consecutive_flows_shapes_and_directions():
+    clip = pan_clip(4, step=(2, 0))
+    fwd, bwd = consecutive_flows(clip)
+    assert fwd.shape == bwd.shape == (3, 2, 64, 64)
+    # content moves left by 2 px per frame: frame i (p) = frame i+1 (p - 2)
+    assert (fwd[:, 0, 8:-8, 8:-8] + 2).abs().mean() < 0.3
+    assert (bwd[:, 0, 8:-8, 8:-8] - 2).abs().mean() < 0.3
+    e1, e2 = consecutive_flows(clip[:1])
+    assert e1.shape == (0, 2, 64, 64) and e2.shape == (0, 2, 64, 64)
+
+
+# ------------------------------------------------------------------ warp
+
+
+def test_backward_warp_integer_flow_is_exact_shift():
+    img = torch.rand(2, 3, 16, 20)
+    flow = torch.zeros(2, 2, 16, 20)
+    flow[:, 0] = 1.0  # read the right-hand neighbour
+    flow[:, 1] = -2.0  # read two rows up
+    out, inside = backward_warp(img, flow)
+    assert out.shape == img.shape and inside.shape == (2, 1, 16, 20)
+    # out[y, x] = img[y - 2, x + 1]
+    assert torch.equal(out[..., 2:, :-1], img[..., :-2, 1:])
+    assert inside[..., 2:, :-1].all() and not inside[..., :2, :].any() and not inside[..., :, -1].any()
+
+
+def test_backward_warp_zero_flow_identity_and_fractional():
+    img = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    out, inside = backward_warp(img, torch.zeros(1, 2, 8, 8))
+    assert torch.allclose(out, img) and inside.all()
+    flow = torch.zeros(1, 2, 8, 8)
+    flow[:, 0] = 0.5
+    out, _ = backward_warp(img, flow)
+    assert torch.allclose(out[..., :-1], 0.5 * (img[..., :-1] + img[..., 1:]))
+
+
+@pytest.mark.parametrize("padding_mode", ["border", "zeros"])
+def test_backward_warp_matches_grid_sample(padding_mode):
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 9, 13, generator=g, dtype=torch.float64)
+    flow = (torch.rand(2, 2, 9, 13, generator=g, dtype=torch.float64) - 0.5) * 8
+    out, _ = backward_warp(img, flow, padding_mode=padding_mode)
+    ys, xs = torch.meshgrid(torch.arange(9.0), torch.arange(13.0), indexing="ij")
+    gx = (xs + flow[:, 0]) * 2 / 12 - 1
+    gy = (ys + flow[:, 1]) * 2 / 8 - 1
+    ref = torch.nn.functional.grid_sample(
+        img, torch.stack((gx, gy), -1), padding_mode=padding_mode, align_corners=True
+    )
+    assert torch.allclose(out, ref, atol=1e-10)
+    near, _ = backward_warp(img, torch.round(flow), mode="nearest", padding_mode=padding_mode)
+    assert torch.allclose(near, backward_warp(img, torch.round(flow), padding_mode=padding_mode)[0])
+
+
+def test_backward_warp_is_differentiable():
+    img = torch.rand(1, 3, 12, 12, requires_grad=True)
+    flow = torch.full((1, 2, 12, 12), 0.3, requires_grad=True)
+    out, _ = backward_warp(img, flow)
+    out.sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+    assert flow.grad is not None
+    img2 = torch.rand(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    flow2 = torch.full((1, 2, 8, 8), 0.37, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: backward_warp(x, flow2)[0], (img2,))
+
+
+def test_backward_warp_broadcast_flow_and_errors():
+    img = torch.rand(3, 2, 8, 8)
+    out, _ = backward_warp(img, torch.zeros(1, 2, 8, 8))
+    assert torch.allclose(out, img)
+    with pytest.raises(ValueError):
+        backward_warp(img, torch.zeros(3, 2, 7, 8))
+
+
+# ------------------------------------------------------------------ occlusion
+
+
+def test_occlusion_mask_pure_translation():
+    clip = pan_clip(2, step=(3, 0))
+    fwd, bwd = consecutive_flows(clip)
+    occ = occlusion_mask(fwd, bwd)
+    assert occ.shape == (1, 1, 64, 64)
+    assert occ.dtype == torch.float32
+    # frame 0's left 3 columns leave the frame in frame 1
+    assert occ[..., :, :3].mean() < 0.05
+    assert occ[..., 4:-4, 6:-4].mean() > 0.95
+
+
+def test_occlusion_mask_synthetic_flows():
+    f = torch.zeros(1, 2, 10, 10)
+    f[:, 0] = 2.0
+    assert occlusion_mask(f, -f)[..., :, :8].eq(1).all()
+    assert occlusion_mask(f, -f)[..., :, 8:].eq(0).all()  # target outside the frame
+    assert occlusion_mask(f, f)[..., :, :8].eq(0).all()  # inconsistent: |4|² > 0.01·8 + 0.5
+
+
+# ------------------------------------------------------------------ scene cuts
+
+
+def test_scene_cut_between_two_images():
+    skdata = pytest.importorskip("skimage.data")
+    a = cv2.resize(skdata.astronaut(), (96, 96), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    b = cv2.resize(skdata.coffee(), (96, 96), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    frames = [to_t(a[k : k + 64, k : k + 64]) for k in range(4)]
+    frames += [to_t(b[k : k + 64, 2 * k : 2 * k + 64]) for k in range(4)]
+    clip = torch.cat(frames)
+    assert detect_scene_cuts(clip) == [4]
+    assert detect_scene_cuts(clip[3:5]) == [1]
+
+
+def test_no_scene_cut_in_slow_pan():
+    skdata = pytest.importorskip("skimage.data")
+    img = skdata.astronaut()[::4, ::4].astype(np.float32) / 255  # 128x128
+    clip = torch.cat([to_t(img[10 + k : 74 + k, 2 * k : 2 * k + 64]) for k in range(12)])
+    assert detect_scene_cuts(clip) == []
+    assert detect_scene_cuts(clip[:1]) == []
+    d = scene_cut_distances(clip)
+    assert d.shape == (11,) and (d >= 0).all() and (d <= 1).all()
+
+
+def test_scene_cut_grayscale_and_threshold():
+    clip = torch.cat([torch.full((3, 1, 16, 16), 0.2), torch.full((3, 1, 16, 16), 0.8)])
+    assert detect_scene_cuts(clip) == [3]
+    assert detect_scene_cuts(clip, threshold=1.0) == []

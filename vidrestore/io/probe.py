@@ -1,0 +1,290 @@
+"""What a video input is: size, exact frame rate, exact frame count, audio.
+
+An input is either a video file any ffmpeg reads or a folder of image frames.
+Everything is found without decoding a single frame: the frame count comes
+from stream-copying the video packets into ffmpeg's null muxer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from ..errors import InputError
+from . import _ffmpeg
+
+__all__ = ["VideoInfo", "probe", "parse_fps", "list_frame_files", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A probed input. ``width``/``height`` are those of the frames ``read_frames`` yields."""
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    frame_count: int
+    has_audio: bool
+    is_folder: bool
+
+
+# --------------------------------------------------------------------------- fps
+
+
+def parse_fps(value: Fraction | int | float | str) -> Fraction:
+    """An exact frame rate from a Fraction, int, ``"N/D"`` or a decimal.
+
+    Decimals (``"29.97"``, ``23.976``, ffmpeg's two-decimal ``"59.94 fps"``) are
+    snapped to the NTSC rate ``N*1000/1001`` when that rate rounds to the digits
+    given, else to the simplest fraction with denominator <= 12 that does
+    (``"12.5"`` -> ``25/2``, ``"33.33"`` -> ``100/3``), else taken exactly.
+    Raises ``ValueError`` for anything that is not a positive rate.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a frame rate: {value!r}")
+    if isinstance(value, Fraction):
+        fps = value
+    elif isinstance(value, int):
+        fps = Fraction(value)
+    else:
+        text = repr(value) if isinstance(value, float) else str(value).strip()
+        try:
+            if "/" in text:
+                num, den = text.split("/", 1)
+                fps = Fraction(int(num), int(den))
+            else:
+                fps = _snap_decimal(text)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"not a frame rate: {value!r}") from None
+    if fps <= 0:
+        raise ValueError(f"frame rate must be positive, got {value!r}")
+    return fps
+
+
+def _snap_decimal(text: str) -> Fraction:
+    scale = 1
+    if text[-1:] in ("k", "K"):  # ffmpeg prints 30000 as "30k"
+        text, scale = text[:-1], 1000
+    exact = Fraction(text) * scale  # raises ValueError on junk
+    if "." not in text or scale != 1 or "e" in text.lower():
+        return exact
+    decimals = len(text.split(".", 1)[1])
+    tolerance = Fraction(1, 2 * 10**decimals)
+    ntsc = Fraction(round(exact * Fraction(1001, 1000)) * 1000, 1001)
+    if ntsc > 0 and abs(ntsc - exact) <= tolerance and ntsc.denominator != 1:
+        return ntsc
+    for den in range(1, 13):  # simple rates such as 25/2 or a GIF's 100/3 ("33.33")
+        candidate = Fraction(round(exact * den), den)
+        if candidate > 0 and abs(candidate - exact) <= tolerance:
+            return candidate
+    return exact
+
+
+# ----------------------------------------------------------------------- folders
+
+
+def _natural_key(name: str) -> tuple:
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name
+
+
+def list_frame_files(folder: Path) -> list[Path]:
+    """Image files in ``folder``, sorted by name (digit runs compare as numbers,
+    so ``f2.png`` < ``f10.png``; zero-padded names sort as plain text would).
+    Hidden files are ignored."""
+    folder = Path(folder)
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
+    files = [
+        p
+        for p in entries
+        if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    ]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image  # header only; pillow comes with imageio
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - any failure means "not an image we can read"
+        raise InputError(f"{path}: not a readable image") from None
+
+
+def _probe_folder(folder: Path, folder_fps) -> VideoInfo:
+    files = list_frame_files(folder)
+    if not files:
+        raise InputError(
+            f"{folder}: folder contains no image frames ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    width, height = _image_size(files[0])
+    for path in files[1:]:
+        size = _image_size(path)
+        if size != (width, height):
+            raise InputError(
+                f"{path}: frame size {size[0]}x{size[1]} differs from "
+                f"{width}x{height} of {files[0].name}"
+            )
+    return VideoInfo(
+        path=folder,
+        width=width,
+        height=height,
+        fps=parse_fps(folder_fps),
+        frame_count=len(files),
+        has_audio=False,
+        is_folder=True,
+    )
+
+
+# ------------------------------------------------------------------------ videos
+
+_STREAM_RE = re.compile(
+    r"^\s*Stream #(\d+):(\d+)\S*?: (Video|Audio|Subtitle|Data|Attachment): (.*)$"
+)
+_SIZE_RE = re.compile(r", (\d{1,6})x(\d{1,6})(?=[ ,\[]|$)")
+_FPS_RE = re.compile(r"(\d+(?:\.\d+)?k?) fps")
+_TBR_RE = re.compile(r"(\d+(?:\.\d+)?k?) tbr")
+_ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
+_FRAME_RE = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
+
+
+@dataclass
+class _Streams:
+    width: int | None = None
+    height: int | None = None
+    fps_text: str | None = None
+    rotation: float = 0.0
+    has_video: bool = False
+    has_audio: bool = False
+
+
+def _parse_streams(stderr: str) -> _Streams:
+    """The first video stream and whether audio exists, from ``ffmpeg -i``'s listing."""
+    info = _Streams()
+    in_input = in_first_video = False
+    for line in stderr.splitlines():
+        if line.startswith("Input #"):
+            in_input = line.startswith("Input #0")
+            continue
+        if line.startswith(("Output #", "Stream mapping")):
+            in_input = False
+        if not in_input:
+            continue
+        match = _STREAM_RE.match(line)
+        if match:
+            kind, details = match.group(3), match.group(4)
+            in_first_video = False
+            if kind == "Audio":
+                info.has_audio = True
+            elif kind == "Video" and not info.has_video:  # the stream "-map 0:v:0" picks
+                info.has_video = in_first_video = True
+                size = _SIZE_RE.search(details)
+                if size:
+                    info.width, info.height = int(size.group(1)), int(size.group(2))
+                fps = _FPS_RE.search(details) or _TBR_RE.search(details)
+                info.fps_text = fps.group(1) if fps else None
+            continue
+        if in_first_video:
+            rotation = _ROTATION_RE.search(line)
+            if rotation:
+                info.rotation = float(rotation.group(1))
+    return info
+
+
+def _open_error(path: Path, stderr: str) -> InputError:
+    low = stderr.lower()
+    if "permission denied" in low:
+        return InputError(f"{path}: cannot read the file (permission denied)")
+    if "end of file" in low:
+        return InputError(f"{path}: contains no video frames (or is truncated)")
+    if "invalid data found" in low:
+        return InputError(f"{path}: not a video ffmpeg can read (invalid data)")
+    if "error opening input" in low:
+        return InputError(f"{path}: not a video ffmpeg can read ({_ffmpeg.last_error(stderr)})")
+    return InputError(f"{path}: cannot read video ({_ffmpeg.last_error(stderr)})")
+
+
+def _inspect(path: Path, count: bool) -> tuple[_Streams, int | None]:
+    """Stream listing of a video file and, if ``count``, its exact frame count."""
+    args = ["-i", _ffmpeg.file_url(path)]
+    if count:
+        args += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-progress", "pipe:1", "-nostats", "-"]
+    result = _ffmpeg.run(args)
+    streams = _parse_streams(result.stderr)
+    if "Input #0" not in result.stderr:
+        raise _open_error(path, result.stderr)
+    if not streams.has_video:
+        raise InputError(f"{path}: has no video stream")
+    if not count:
+        return streams, None
+    if result.returncode != 0:
+        raise InputError(f"{path}: cannot read video ({_ffmpeg.last_error(result.stderr)})")
+    frames = _FRAME_RE.findall(result.stdout)
+    if not frames:
+        raise InputError(f"{path}: could not count frames ({_ffmpeg.last_error(result.stderr)})")
+    return streams, int(frames[-1])
+
+
+def _check_input_path(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_file():
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+        if size == 0:
+            raise InputError(f"{path}: file is empty (0 bytes)")
+
+
+def has_audio(path: Path | str) -> bool:
+    """Whether a video file has an audio stream (a folder has none). Cheap: no counting."""
+    path = Path(path)
+    _check_input_path(path)
+    if path.is_dir():
+        return False
+    streams, _ = _inspect(path, count=False)
+    return streams.has_audio
+
+
+def probe(path: Path | str, folder_fps: Fraction | int | str = Fraction(25)) -> VideoInfo:
+    """Describe a video file or a folder of image frames; raise ``InputError`` on bad input.
+
+    ``folder_fps`` is the frame rate reported for folders (they carry none).
+    """
+    path = Path(path)
+    _check_input_path(path)
+    if path.is_dir():
+        return _probe_folder(path, folder_fps)
+    streams, frame_count = _inspect(path, count=True)
+    if streams.width is None or streams.height is None or not streams.width or not streams.height:
+        raise InputError(f"{path}: cannot determine the frame size of the video stream")
+    if streams.fps_text is None:
+        raise InputError(f"{path}: cannot determine the frame rate of the video stream")
+    try:
+        fps = parse_fps(streams.fps_text)
+    except ValueError:
+        raise InputError(f"{path}: unusable frame rate {streams.fps_text!r}") from None
+    width, height = streams.width, streams.height
+    if round(streams.rotation) % 180 == 90:  # ffmpeg auto-rotates when decoding
+        width, height = height, width
+    if frame_count == 0:
+        raise InputError(f"{path}: contains no video frames")
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=frame_count,
+        has_audio=streams.has_audio,
+        is_folder=False,
+    )
