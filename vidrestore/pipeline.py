@@ -225,7 +225,8 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
         prior.tile = cfg.runtime.tile or auto_tile(out_h, out_w, cfg.runtime.micro_batch, device,
                                                     prior.unet.config.block_out_channels[0])
 
-    overlap = max(cfg.runtime.overlap, 1 if task.temporal_factor > 1 else 0)
+    # windows must share a frame for interpolation, and cover the blur's reach for frame averaging
+    overlap = max(cfg.runtime.overlap, 1 if task.temporal_factor > 1 else 0, 2 * task.temporal_radius)
     windows = plan_windows(info.frame_count, max(cfg.runtime.chunk, overlap + 1), overlap)
     inputs = FrameWindows(read_frames(input_path, cfg.runtime.chunk, folder_fps=info.fps), str(input_path))
     mask_batches = iter_mask_frames(task, cfg.runtime.chunk)

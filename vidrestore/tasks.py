@@ -101,6 +101,12 @@ class Task:
     temporal_factor: int = 1        # output frames per input frame interval
     masks: MaskSource | None = None
 
+    @property
+    def temporal_radius(self) -> int:
+        """Neighbouring frames one measurement depends on (frame-averaging blur only)."""
+        temporal = self.cfg.degradation.temporal if self.cfg.task == "deblur" else None
+        return len(ops.temporal_kernel(temporal)) // 2 if temporal else 0
+
     def output_frame_count(self, n_in: int) -> int:
         return (n_in - 1) * self.temporal_factor + 1
 
