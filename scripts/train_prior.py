@@ -51,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--export-only", action="store_true",
+                   help="export the EMA weights of the last checkpoint in --work and exit (no training)")
     return p.parse_args()
 
 
@@ -181,10 +183,12 @@ def main() -> None:
     ema.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     step, elapsed_before = load_checkpoint(args.work, model, ema, opt)
+    if args.export_only:
+        args.minutes = 0.0
     n_params = sum(p.numel() for p in model.parameters())
     log_path = args.work / "loss.csv"
     args.work.mkdir(parents=True, exist_ok=True)
-    if not log_path.exists():
+    if not log_path.exists() and not args.export_only:
         log_path.write_text("step,elapsed_s,loss\n")
 
     start = time.time()
@@ -224,7 +228,8 @@ def main() -> None:
                 last_ckpt = time.time()
 
     elapsed = elapsed_before + time.time() - start
-    save_checkpoint(args.work, model, ema, opt, step, elapsed)
+    if not args.export_only:
+        save_checkpoint(args.work, model, ema, opt, step, elapsed)
     if args.export is not None:
         export(ema, scheduler, args.export, {
             "steps": step, "wall_time_s": round(elapsed, 1), "parameters": n_params, "batch": args.batch,

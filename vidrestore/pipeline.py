@@ -176,21 +176,28 @@ class RunningMetrics:
         return result
 
 
-def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: list[int],
-                   cfg: RunConfig, on_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """Restore one window of frames; returns x in [0, 1] (unclipped)."""
+def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: list[int], cfg: RunConfig,
+                   x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Restore one window of frames; returns x in [0, 1] (unclipped).
+
+    `x_init` is the task's initial estimate (default: the operator's); the
+    classical solver starts from it, and so does a diffusion schedule that
+    starts part-way (`sampler.start_t` below the top timestep).
+    """
+    if x_init is None:
+        x_init = operator.initial_estimate(y).clamp(0, 1)
     if prior is None:
-        return least_squares(operator, y, smoothness=cfg.classical.smoothness, iterations=cfg.classical.iterations)
+        return least_squares(operator, y, smoothness=cfg.classical.smoothness, iterations=cfg.classical.iterations,
+                             x_init=x_init)
     s = cfg.sampler
     partial = s.start_t < prior.num_train_timesteps
     timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
-    x_init = operator.initial_estimate(y).clamp(0, 1) if partial else None
     gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
     total = None
     for k in range(s.average):
         noise = make_noise_sampler(s.noise, cfg.runtime.seed + 7919 * k)
         x = dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
-                       cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init,
+                       cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init if partial else None,
                        callback=(lambda i, t: on_step()) if on_step else None)
         total = x if total is None else total + x
     return total / s.average
@@ -249,6 +256,7 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
                 y = to_tensor(inputs.get(ys, ye)).to(device)
                 operator = task.operator(masks.get(ys, ye) if masks is not None else None)
                 x = restore_window(prior, operator, y, list(range(xs, xe)), cfg,
+                                   x_init=task.initial_estimate(y, operator),
                                    on_step=(lambda: progress.step()) if progress else None)
                 network_evaluations += steps_per_window * (xe - xs)
                 x = task.keep_known(x, y, operator)

@@ -118,6 +118,10 @@ class Task:
         k = self.temporal_factor
         return y_start * k, (y_stop - 1) * k + 1
 
+    def initial_estimate(self, y: torch.Tensor, operator: ops.LinearOperator) -> torch.Tensor:
+        """Where solvers start: the operator's cheap approximate inverse, in [0, 1]."""
+        return operator.initial_estimate(y).clamp(0, 1)
+
     def keep_known(self, x: torch.Tensor, y: torch.Tensor, operator: ops.LinearOperator) -> torch.Tensor:
         """Put measured pixels back exactly: inpaint keeps every known pixel, interpolate every input frame."""
         if self.cfg.task == "inpaint":

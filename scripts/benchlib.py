@@ -1,0 +1,98 @@
+"""Shared benchmark plumbing: clips from held-out stills, running the CLI, metrics, markdown tables."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from clips import camera_clip, quantize
+from stills import held_out_stills
+from vidrestore import metrics as M
+from vidrestore.io import VideoWriter, read_frames, to_tensor, to_uint8
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_MD = ROOT / "docs" / "benchmarks.md"
+
+# camera paths with known motion (output pixels per frame)
+MOTIONS = {
+    "pan": dict(pan=(1.25, 0.5)),
+    "zoom": dict(pan=(0.3, -0.2), zoom=0.01),
+}
+
+
+def make_clips(size: tuple[int, int], frames: int, names=None, motions=("pan", "zoom"), source_scale=1.5):
+    """{clip name: HR clip (F,3,H,W) quantised to 8 bits} from the held-out stills."""
+    stills = held_out_stills()
+    clips = {}
+    for still_name, still in stills.items():
+        if names and still_name not in names:
+            continue
+        for motion in motions:
+            clip = camera_clip(still, size, frames, source_scale=source_scale, **MOTIONS[motion])
+            clips[f"{still_name}-{motion}"] = quantize(clip)
+    return clips
+
+
+def write_lossless(path: Path, clip: torch.Tensor, fps: Fraction = Fraction(24)) -> Path:
+    with VideoWriter(path, fps, clip.shape[3], clip.shape[2], overwrite=True) as writer:
+        writer.write(to_uint8(clip))
+    return path
+
+
+def read_clip(path: Path) -> torch.Tensor:
+    return torch.cat([to_tensor(b) for b in read_frames(path, 64)])
+
+
+def run_cli(args: list, metrics_path: Path) -> dict:
+    """Run the vidrestore CLI in a fresh process (so peak memory is its own) and return its metrics."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "vidrestore", *map(str, args), "--metrics", str(metrics_path), "--quiet",
+           "--overwrite"]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    result = json.loads(metrics_path.read_text())
+    result["process_seconds"] = time.perf_counter() - started
+    return result
+
+
+def score(out: torch.Tensor, truth: torch.Tensor) -> dict:
+    """PSNR, SSIM, warping error (flow from the truth) and flicker (warping error of the error)."""
+    return {"psnr": M.psnr(out, truth), "ssim": M.ssim(out, truth),
+            "warping_error": M.warping_error(out, flow_source=truth), "flicker": M.flicker(out, truth)}
+
+
+def mean_rows(rows: list[dict], keys: list[str]) -> dict:
+    return {k: sum(r[k] for r in rows) / len(rows) for k in keys if all(r.get(k) is not None for r in rows)}
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1e-2 and v != 0 else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(name: str, text: str, path: Path = BENCH_MD) -> None:
+    """Replace (or append) the section between `<!-- name -->` markers in docs/benchmarks.md."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = path.read_text() if path.exists() else "# Benchmarks\n\nEvery table is written by a script in `scripts/`; the command is given with it.\n"
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{begin}\n{text.strip()}\n{end}"
+    if begin in doc:
+        doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    path.write_text(doc)
