@@ -155,7 +155,8 @@ class RunningMetrics:
     def add_reference(self, out: torch.Tensor, ref: torch.Tensor) -> None:
         self.squared_error += float((out - ref).pow(2).sum())
         self.values += out.numel()
-        self.ssim_sum += sum(M.ssim(out[i:i + 1], ref[i:i + 1]) for i in range(out.shape[0]))
+        if min(out.shape[-2:]) >= 11:  # SSIM's 11x11 window must fit
+            self.ssim_sum += sum(M.ssim_per_frame(out, ref))
         self.frames += out.shape[0]
         if self._last is not None:  # include the pair that straddles two batches
             out, ref = torch.cat([self._last[0], out]), torch.cat([self._last[1], ref])
@@ -171,7 +172,7 @@ class RunningMetrics:
         if self.frames:
             mse = self.squared_error / max(self.values, 1)
             result["psnr"] = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
-            result["ssim"] = self.ssim_sum / self.frames
+            result["ssim"] = self.ssim_sum / self.frames if self.ssim_sum else None
             result["warping_error"] = self.warp_sum / self.warp_pairs if self.warp_pairs else 0.0
         return result
 
