@@ -39,6 +39,10 @@ def test_preset_from_a_file(tmp_path):
     (["sampler.steps"], "expected KEY=VALUE"),
     (["io.overwrite=maybe"], "expected true or false"),
     (["sampler=3"], "expected a mapping"),
+    (["sampler.noise=pink"], "sampler.noise: 'pink' is not one of"),
+    (["sampler.steps=0"], "at least 1"),
+    (["runtime.overlap=-1"], "runtime.overlap"),
+    (["sampler.eta=1.5"], "sampler.eta"),
 ])
 def test_bad_overrides_are_usage_errors(sets, match):
     with pytest.raises(UsageError, match=match):

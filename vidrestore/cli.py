@@ -35,7 +35,7 @@ Dtype = Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf1
 Chunk = Annotated[Optional[int], typer.Option("--chunk", help="Frames restored together as one problem.")]
 Overlap = Annotated[Optional[int], typer.Option("--overlap", help="Frames shared (and cross-faded) by consecutive chunks.")]
 Tile = Annotated[Optional[int], typer.Option("--tile", help="Spatial tile size for the denoiser (default: automatic from free memory).")]
-Noise = Annotated[Optional[str], typer.Option("--noise", help="independent or shared (batch-consistent).")]
+Noise = Annotated[Optional[str], typer.Option("--noise", help="independent, shared (batch-consistent) or warped (moves with the optical flow).")]
 Reference = Annotated[Optional[Path], typer.Option("--reference", help="Ground-truth clip: adds PSNR, SSIM and warping error to the metrics.")]
 Metrics = Annotated[Optional[Path], typer.Option("--metrics", help="Metrics JSON path. Default: <output>.metrics.json (or metrics.json inside an output folder).")]
 Fps = Annotated[Optional[float], typer.Option("--fps", help="Frame rate of frame-folder input (default 25).")]

@@ -19,6 +19,12 @@ from vidrestore.errors import UsageError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 TASKS = ("superres", "inpaint", "deblur", "interpolate")
+CHOICES = {  # keys whose values come from a fixed set
+    "sampler.noise": ("independent", "shared", "warped"),
+    "runtime.dtype": ("fp32", "fp16", "bf16"),
+    "degradation.downsample": ("box", "bicubic"),
+}
+POSITIVE = ("sampler.steps", "sampler.average", "runtime.chunk", "runtime.micro_batch", "classical.iterations")
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,14 @@ class SamplerConfig:
     eta: float = 0.15
     cg_iterations: int = 5
     gamma: float = 0.0             # DDS proximal weight; raised automatically with sigma_y
-    noise: str = "shared"          # independent | shared
+    noise: str = "shared"          # independent | shared | warped (moves with the optical flow)
     start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
     average: int = 1               # average this many samples (higher PSNR, N× the time)
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    equivariance: float = 0.0      # equivariance self-guidance weight λ (0 = off; 0 < λ < 2, 1 = a full 1/L step)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class RunConfig:
     quiet: bool = False
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     io: OutputConfig = field(default_factory=OutputConfig)
@@ -215,4 +227,25 @@ def resolve_config(task: str, preset: str | None = None, sets: list[str] | tuple
     for key, value in (flags or {}).items():
         if value is not None:
             data = _set_dotted(data, key, value)
-    return RunConfig.from_dict(data)
+    return validate(RunConfig.from_dict(data))
+
+
+def _get(cfg: RunConfig, dotted: str) -> Any:
+    value: Any = cfg
+    for key in dotted.split("."):
+        value = getattr(value, key)
+    return value
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    for key, choices in CHOICES.items():
+        if _get(cfg, key) not in choices:
+            raise UsageError(f"{key}: {_get(cfg, key)!r} is not one of {', '.join(choices)}")
+    for key in POSITIVE:
+        if _get(cfg, key) < 1:
+            raise UsageError(f"{key} must be at least 1, got {_get(cfg, key)}")
+    if cfg.runtime.overlap < 0:
+        raise UsageError(f"runtime.overlap must be >= 0, got {cfg.runtime.overlap}")
+    if not 0.0 <= cfg.sampler.eta <= 1.0:
+        raise UsageError(f"sampler.eta must be in [0, 1], got {cfg.sampler.eta}")
+    return cfg

@@ -22,12 +22,13 @@ import torch
 
 from vidrestore import metrics as M
 from vidrestore.config import RunConfig
-from vidrestore.errors import DeviceError, InputError, OutputError
+from vidrestore.errors import DeviceError, InputError, OutputError, UsageError
 from vidrestore.io import VideoInfo, VideoWriter, output_kind, probe, read_frames, to_tensor, to_uint8
 from vidrestore.operators import LinearOperator
 from vidrestore.priors import load_pixel_prior
-from vidrestore.samplers import dds_sample, ddim_timesteps, least_squares, make_noise_sampler
+from vidrestore.samplers import EquivarianceGuidance, dds_sample, ddim_timesteps, least_squares, make_noise_sampler
 from vidrestore.tasks import Task, iter_mask_frames, make_task
+from vidrestore.temporal import window_motion
 
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
@@ -194,12 +195,21 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     partial = s.start_t < prior.num_train_timesteps
     timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
     gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
+    weight = cfg.guidance.equivariance
+    if not weight >= 0:
+        raise UsageError(f"guidance.equivariance must be >= 0, got {weight}")
+    # warped noise and equivariance guidance follow the flow of the initial estimate
+    needs_motion = s.noise == "warped" or weight > 0
+    motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
+    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd) if weight > 0 else None
     total = None
     for k in range(s.average):
-        noise = make_noise_sampler(s.noise, cfg.runtime.seed + 7919 * k)
+        seed = cfg.runtime.seed + 7919 * k
+        noise = make_noise_sampler(s.noise, seed, flows=motion.flows_bwd, masks=motion.valid_bwd,
+                                   cuts=motion.cuts) if s.noise == "warped" else make_noise_sampler(s.noise, seed)
         x = dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
                        cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init if partial else None,
-                       callback=(lambda i, t: on_step()) if on_step else None)
+                       callback=(lambda i, t: on_step()) if on_step else None, guidance=guidance)
         total = x if total is None else total + x
     return total / s.average
 
@@ -234,7 +244,8 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
                                                     prior.unet.config.block_out_channels[0])
 
     # windows must share a frame for interpolation, and cover the blur's reach for frame averaging
-    overlap = max(cfg.runtime.overlap, 1 if task.temporal_factor > 1 else 0, 2 * task.temporal_radius)
+    overlap = max(min(cfg.runtime.overlap, cfg.runtime.chunk - 1), 1 if task.temporal_factor > 1 else 0,
+                  2 * task.temporal_radius)
     windows = plan_windows(info.frame_count, max(cfg.runtime.chunk, overlap + 1), overlap)
     inputs = FrameWindows(read_frames(input_path, cfg.runtime.chunk, folder_fps=info.fps), str(input_path))
     mask_batches = iter_mask_frames(task, cfg.runtime.chunk)

@@ -1,8 +1,21 @@
-"""From a resolved config to the degradation operator of each task.
+"""From a resolved config to the degradation operator of each task, and where solvers start.
 
 superres: box/bicubic downsampling; deblur: spatial kernel and/or temporal
 frame averaging; inpaint: a static or per-frame mask; interpolate: temporal
 subsampling. The pipeline asks for the operator of each window of frames.
+
+Initial estimates (`Task.initial_estimate`), where the classical solver and
+the part-way diffusion schedules (`sampler.start_t` < 1000) start:
+
+* superres: the operator's bicubic upsampling;
+* inpaint: known pixels propagated into the holes along optical flow from the
+  other frames of the window (:mod:`vidrestore.temporal.propagation`), the rest
+  filled by Telea; known pixels exact;
+* deblur: Tikhonov-regularised temporal deconvolution (frame averaging) and
+  Wiener deconvolution per frame (spatial kernel);
+* interpolate: the DIS-flow midpoint warp with occlusion-aware blending
+  (:func:`vidrestore.baselines.interpolate_flow_midpoint`); input frames exact;
+  across a scene cut the nearer input frame is repeated instead of morphing.
 """
 from __future__ import annotations
 
@@ -15,9 +28,12 @@ import cv2
 import numpy as np
 import torch
 
+from vidrestore import baselines
 from vidrestore import operators as ops
 from vidrestore.config import RunConfig
 from vidrestore.errors import InputError, UsageError
+from vidrestore.temporal import detect_scene_cuts
+from vidrestore.temporal.propagation import propagate_known
 
 SUPERRES_SCALES = (2, 3, 4, 8)
 INTERPOLATE_FACTORS = (2, 4, 8)
@@ -119,7 +135,13 @@ class Task:
         return y_start * k, (y_stop - 1) * k + 1
 
     def initial_estimate(self, y: torch.Tensor, operator: ops.LinearOperator) -> torch.Tensor:
-        """Where solvers start: the operator's cheap approximate inverse, in [0, 1]."""
+        """Where solvers start, in [0, 1] (see the module docstring for each task)."""
+        if self.cfg.task == "interpolate":
+            return interpolate_initial_estimate(y, self.temporal_factor)
+        if self.cfg.task == "inpaint" and hasattr(operator, "known"):
+            return inpaint_initial_estimate(y, operator.known)
+        if self.cfg.task == "deblur":
+            return deblur_initial_estimate(y, operator)
         return operator.initial_estimate(y).clamp(0, 1)
 
     def keep_known(self, x: torch.Tensor, y: torch.Tensor, operator: ops.LinearOperator) -> torch.Tensor:
@@ -147,6 +169,80 @@ class Task:
         if deg.kernel:
             parts.append(ops.Blur(ops.parse_kernel_spec(deg.kernel)))
         return parts[0] if len(parts) == 1 else ops.Compose(*parts)
+
+
+# ----------------------------------------------------------------------------- initial estimates
+
+#: Wiener balance (noise-to-signal ratio) of the deblur initial estimate: 8-bit input has
+#: quantisation noise; after a temporal deconvolution (which amplifies it) a larger one
+WIENER_BALANCE = 1e-3
+WIENER_BALANCE_AFTER_TEMPORAL = 1e-2
+#: weight of ‖x − y‖² in the temporal (frame-averaging) deconvolution of the deblur initial estimate
+TEMPORAL_TIKHONOV = 3e-3
+
+
+def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] | None = None) -> torch.Tensor:
+    """N input frames -> (N−1)·factor+1: DIS-flow midpoint warps, input frames kept exactly.
+
+    Between input frames i−1 and i where a shot starts (`cuts`, default
+    :func:`~vidrestore.temporal.detect_scene_cuts` on `y`), the invented frames
+    repeat the nearer input frame (the earlier one at exactly half-way) instead
+    of morphing between two unrelated images.
+    """
+    y = y.clamp(0, 1)
+    if factor == 1 or y.shape[0] < 2:
+        return y.clone()
+    x = baselines.interpolate_flow_midpoint(y, factor).to(y)
+    x[::factor] = y
+    for cut in detect_scene_cuts(y) if cuts is None else cuts:
+        for j in range(1, factor):
+            x[(cut - 1) * factor + j] = y[cut - 1] if j <= factor / 2 else y[cut]
+    return x
+
+
+def inpaint_initial_estimate(y: torch.Tensor, known: torch.Tensor, **propagation) -> torch.Tensor:
+    """Known pixels exact; holes from other frames along the flow, then Telea for what none shows."""
+    known = known.to(y.device, y.dtype)
+    filled, have = propagate_known(y, known, **propagation)
+    if bool((have < 1).any()):
+        filled = baselines.inpaint_classical(filled, have < 0.5, "telea").to(y)
+    known = known.expand(y.shape[0], *known.shape[1:])
+    return (known * y + (1 - known) * filled).clamp(0, 1)
+
+
+def _temporal_deconvolve(y: torch.Tensor, op: ops.TemporalBlur, weight: float) -> torch.Tensor:
+    """argmin ‖M x − y‖² + weight·‖x − y‖² per pixel, M the frames × frames blur matrix.
+
+    Anchored at y rather than at 0: the columns of M do not sum to 1 at the clip's
+    ends, and a pull towards 0 would darken the frames.
+    """
+    m = op.matrix(y.shape[0]).to(torch.float64)
+    system = m.T @ m + weight * torch.eye(m.shape[0], dtype=torch.float64)
+    flat = y.detach().to("cpu", torch.float64).reshape(y.shape[0], -1)
+    x = torch.linalg.solve(system, m.T @ flat + weight * flat)
+    return x.reshape(y.shape).to(y)
+
+
+def deblur_initial_estimate(y: torch.Tensor, operator: ops.LinearOperator, *, balance: float | None = None,
+                            temporal_weight: float = TEMPORAL_TIKHONOV) -> torch.Tensor:
+    """Regularised inverses of each blur: temporal deconvolution, then per-frame Wiener (they commute).
+
+    `balance` defaults to WIENER_BALANCE, or WIENER_BALANCE_AFTER_TEMPORAL when a
+    frame-averaging blur was undone first.
+    """
+    parts = operator.ops if isinstance(operator, ops.Compose) else (operator,)
+    temporal = [op for op in parts if isinstance(op, ops.TemporalBlur)]
+    if balance is None:
+        balance = WIENER_BALANCE_AFTER_TEMPORAL if temporal else WIENER_BALANCE
+    x = y
+    for op in temporal:
+        x = _temporal_deconvolve(x, op, temporal_weight)
+    for op in parts:
+        if isinstance(op, ops.Blur):
+            x = baselines.wiener_deconvolve(x.clamp(0, 1), op.kernel.numpy(), balance).to(y)
+        elif not isinstance(op, ops.TemporalBlur):
+            x = op.initial_estimate(x)
+    return x.clamp(0, 1)
 
 
 def make_task(cfg: RunConfig, width: int, height: int, frame_count: int) -> Task:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 
 from vidrestore.priors.base import split_prediction
+
+if TYPE_CHECKING:  # diffusers is imported only when a model is loaded: it is slow to import
+    from diffusers import DDPMScheduler, UNet2DModel
 
 
 def blend_window(size: int, overlap: int, device, dtype) -> torch.Tensor:
@@ -40,7 +43,7 @@ class PixelDenoiser:
     weights, so memory is bounded whatever the frame size.
     """
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDPMScheduler, *, name: str = "unet",
+    def __init__(self, unet: "UNet2DModel", scheduler: "DDPMScheduler", *, name: str = "unet",
                  micro_batch: int = 8, tile: int | None = None, tile_overlap: int = 32):
         self.unet = unet.eval().requires_grad_(False)
         self.name = name

@@ -14,6 +14,7 @@ import torch
 
 from vidrestore.operators import LinearOperator, conjugate_gradient
 from vidrestore.priors.base import Denoiser, from_model, to_model
+from vidrestore.samplers.guidance import GuidanceHook
 from vidrestore.samplers.noise import INIT_STEP, NoiseSampler
 
 StepCallback = Callable[[int, int], None]  # (step index, timestep)
@@ -33,12 +34,15 @@ def dds_sample(
     x_init: torch.Tensor | None = None,
     clip_denoised: bool = True,
     callback: StepCallback | None = None,
+    guidance: GuidanceHook | None = None,
 ) -> torch.Tensor:
     """Restore the clip x with A x ≈ y. Returns x̂0 of the last step in [0, 1] (unclipped).
 
     `frames` are the clip's global frame indices (noise is a function of them).
     Without `x_init` sampling starts from pure noise (SVI); with it ([0, 1]),
     from x_init noised to the first timestep (for schedules that start part-way).
+    `guidance` (e.g. `EquivarianceGuidance`) maps x̂0 ([0, 1]) to a guided x̂0 at
+    every step, before the data-consistency step; None (default) = off.
     """
     shape = tuple(operator.input_shape(tuple(y.shape)))
     device, dtype = y.device, y.dtype
@@ -60,6 +64,8 @@ def dds_sample(
             x0 = x0.clamp(-1.0, 1.0)
         # data consistency: CG on (AᵀA + γI) x = Aᵀy + γ x̂0 over the whole clip (SVI eq. 10)
         x0_unit = from_model(x0)
+        if guidance is not None:  # e.g. equivariance self-guidance, on x̂0 before CG
+            x0_unit = guidance(x0_unit, i, t)
         x0_unit = conjugate_gradient(operator.normal, aty + gamma * x0_unit, x0_unit, cg_iterations, gamma=gamma)
         if callback is not None:
             callback(i, t)

@@ -7,6 +7,7 @@ Flow convention: ``(N, 2, H, W)`` tensors in pixels, channel 0 = x, channel 1 = 
 
 from vidrestore.temporal.cuts import detect_scene_cuts, scene_cut_distances
 from vidrestore.temporal.flow import consecutive_flows, estimate_flow
+from vidrestore.temporal.motion import WindowMotion, window_motion
 from vidrestore.temporal.occlusion import occlusion_mask
 from vidrestore.temporal.warp import backward_warp
 
@@ -17,4 +18,6 @@ __all__ = [
     "estimate_flow",
     "occlusion_mask",
     "scene_cut_distances",
+    "window_motion",
+    "WindowMotion",
 ]

@@ -1,0 +1,248 @@
+"""Temporal consistency: warped noise (integral noise warping) and equivariance self-guidance."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from helpers import save_tiny_model, smooth_clip, tiny_unet, write_clip
+from vidrestore.cli import app
+from vidrestore.config import resolve_config
+from vidrestore.metrics import warping_error
+from vidrestore.operators import BoxDownsample
+from vidrestore.temporal import window_motion
+from vidrestore.priors import PixelDenoiser
+from vidrestore.samplers import (EquivarianceGuidance, WarpedNoise, dds_sample, ddim_timesteps, equivariance_energy,
+                                 make_noise_sampler)
+from vidrestore.temporal import backward_warp, occlusion_mask
+
+CPU = torch.device("cpu")
+SHAPE = (3, 32, 32)
+
+
+def constant_flows(n: int, dx: float, dy: float, h: int = 32, w: int = 32) -> torch.Tensor:
+    """Backward flows of content moving by (dx, dy) per frame: frame[j+1](p) = frame[j](p - d)."""
+    flows = torch.zeros(n, 2, h, w)
+    flows[:, 0], flows[:, 1] = -dx, -dy
+    return flows
+
+
+def smooth_flows(n: int, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
+    """Non-uniform, sub-pixel flows: a pan plus a smooth swirl."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    out = []
+    for _ in range(n):
+        a, b = torch.rand(2, generator=g) * 2 - 1
+        out.append(torch.stack([0.6 * a + 0.8 * torch.sin(yy / 5), 0.6 * b + 0.8 * torch.cos(xx / 6)]))
+    return torch.stack(out)
+
+
+def lag1(x: torch.Tensor) -> tuple[float, float]:
+    x = (x - x.mean()) / x.std()
+    return float((x[..., :, 1:] * x[..., :, :-1]).mean()), float((x[..., 1:, :] * x[..., :-1, :]).mean())
+
+
+def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+
+# ---------------------------------------------------------------- warped noise
+
+def test_warped_noise_stays_standard_normal_and_white_after_many_warps():
+    flows = smooth_flows(7)
+    noise = torch.stack([WarpedNoise(seed, flows)(0, range(8), SHAPE, CPU, torch.float32) for seed in range(4)])
+    assert noise.shape == (4, 8, *SHAPE)
+    for j in range(8):  # every frame, the last one after seven warps too: 4 × 3072 values
+        frame = noise[:, j]
+        assert abs(float(frame.mean())) < 0.06 and abs(float(frame.std()) - 1) < 0.04, j
+        assert max(abs(v) for v in lag1(frame)) < 0.05, j
+    tail = float((noise[:, -1].abs() > 1.96).float().mean())  # a Gaussian tail, not a blurred one
+    assert abs(tail - 0.05) < 0.015
+    # ... and it moves with the flow: the last frame is far from fresh noise
+    fresh = WarpedNoise(0, flows, cuts=[7])(0, range(8), SHAPE, CPU, torch.float32)
+    moved, _ = backward_warp(noise[0, -2:-1], flows[-1:])
+    assert corr(noise[0, -1], fresh[-1]) < 0.1 and corr(noise[0, -1], moved) > 0.5
+
+
+def test_integer_translation_moves_the_noise_exactly_and_fills_the_revealed_border_with_fresh_noise():
+    flows = constant_flows(3, 2, 1)
+    noise = WarpedNoise(3, flows)(5, range(10, 14), SHAPE, CPU, torch.float32)
+    for j in range(3):
+        torch.testing.assert_close(noise[j + 1, :, 1:, 2:], noise[j, :, :-1, :-2], rtol=0, atol=1e-5)
+    fresh = WarpedNoise(3, flows, cuts=[1])(5, range(10, 14), SHAPE, CPU, torch.float32)[1]
+    assert torch.equal(noise[1, :, :1], fresh[:, :1]) and torch.equal(noise[1, :, :, :2], fresh[:, :, :2])
+
+
+@pytest.mark.parametrize("dx, dy", [(0.5, 0.0), (-0.3, 0.6)])
+def test_sub_pixel_translation_keeps_the_noise_correlated_and_white(dx, dy):
+    flows = constant_flows(5, dx, dy)
+    noise = WarpedNoise(1, flows)(0, range(6), SHAPE, CPU, torch.float32)
+    moved, _ = backward_warp(noise[:-1], flows)
+    inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))
+    # exact integral warping gives sqrt(sum of squared area weights): 0.71 and 0.58 here; fresh noise gives 0
+    assert corr(noise[1:][inner], moved[inner]) > (0.6 if dx == 0.5 else 0.45)
+    assert abs(float(noise.std()) - 1) < 0.04 and abs(float(noise.mean())) < 0.06
+    assert max(abs(v) for v in lag1(noise[1:])) < 0.05  # a bilinear warp would give ~0.4 at lag 1
+
+
+def test_occluded_pixels_get_fresh_noise():
+    flows = torch.zeros(2, 2, 32, 32)
+    masks = torch.ones(2, 1, 32, 32)
+    masks[0, :, 8:20, 4:12] = 0  # frame 1: a region newly revealed
+    noise = WarpedNoise(0, flows, masks)(2, range(3), SHAPE, CPU, torch.float32)
+    fresh = WarpedNoise(0, flows, cuts=[1])(2, range(3), SHAPE, CPU, torch.float32)[1]
+    hole = masks[0, 0] == 0
+    assert torch.equal(noise[1][:, hole], fresh[:, hole])
+    torch.testing.assert_close(noise[1][:, ~hole], noise[0][:, ~hole], rtol=0, atol=1e-5)  # static: copied
+    assert corr(noise[1][:, hole], noise[0][:, hole]) < 0.3
+
+
+def test_scene_cut_resets_the_noise():
+    flows = smooth_flows(5)
+    plain = WarpedNoise(4, flows)(1, range(20, 26), SHAPE, CPU, torch.float32)
+    cut = WarpedNoise(4, flows, cuts=[3])(1, range(20, 26), SHAPE, CPU, torch.float32)
+    assert torch.equal(cut[:3], plain[:3]) and not torch.allclose(cut[3], plain[3])
+    # after the cut the noise is that of a window starting at the cut
+    assert torch.equal(cut[3:], WarpedNoise(4, flows[3:])(1, range(23, 26), SHAPE, CPU, torch.float32))
+
+
+def test_warped_noise_is_deterministic_per_seed_step_and_frames():
+    flows = smooth_flows(3)
+    run = lambda seed, step=0, frames=range(4): make_noise_sampler("warped", seed, flows=flows)(
+        step, frames, SHAPE, CPU, torch.float32)
+    assert torch.equal(run(0), run(0))
+    assert torch.equal(run(0), WarpedNoise(0, flows)(0, range(4), SHAPE, CPU, torch.float32))
+    assert not torch.allclose(run(0), run(1))
+    assert not torch.allclose(run(0), run(0, step=1))
+    assert not torch.allclose(run(0), run(0, frames=range(1, 5)))
+    assert run(0, step=-1).dtype == torch.float32
+    with pytest.raises(ValueError, match="flows"):
+        make_noise_sampler("warped", 0)
+    with pytest.raises(ValueError, match="needs 4 flows"):
+        run(0, frames=range(5))
+    # the other samplers ignore the flows
+    assert torch.equal(make_noise_sampler("shared", 0, flows=flows)(0, range(4), SHAPE, CPU, torch.float32),
+                       make_noise_sampler("shared", 0)(0, range(4), SHAPE, CPU, torch.float32))
+
+
+# ---------------------------------------------------------------- equivariance guidance
+
+def self_warping_clip(frames: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clip with x[j] = warp(x[j+1], flows[j]) exactly, and those (forward, sub-pixel) flows."""
+    flows = smooth_flows(frames - 1, 12, 14, seed).double()
+    x = [torch.rand(1, 3, 12, 14, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)]
+    for j in reversed(range(frames - 1)):
+        x.insert(0, backward_warp(x[0], flows[j:j + 1])[0])
+    return torch.cat(x), flows
+
+
+def test_energy_is_zero_for_a_clip_that_is_its_own_warp():
+    x, flows = self_warping_clip()
+    e, grad = equivariance_energy(x, flows)
+    assert float(e) == 0 and float(grad.abs().max()) == 0
+    # an integer pan, with the occlusion masks of the pipeline: zero too, and positive once perturbed
+    big = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(1))
+    pan = torch.stack([big[:, 2:18, 6 - 2 * j:26 - 2 * j] for j in range(3)])  # content moves right 2 px/frame
+    fwd, bwd = constant_flows(2, -2, 0, 16, 20), constant_flows(2, 2, 0, 16, 20)  # x[j](p) = x[j+1](p + (2, 0))
+    masks = occlusion_mask(fwd, bwd)
+    assert float(equivariance_energy(pan, fwd, masks)[0]) == 0
+    assert float(equivariance_energy(pan + 0.1 * torch.rand(pan.shape), fwd, masks)[0]) > 0
+
+
+def test_energy_gradient_matches_finite_differences():
+    x, flows = self_warping_clip(seed=2)
+    x = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    masks = (torch.rand(3, 1, 12, 14, generator=torch.Generator().manual_seed(4)) > 0.3).double()
+    e, grad = equivariance_energy(x, flows, masks)
+    assert float(e) > 0
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        h = 1e-4
+        fd = (equivariance_energy(x + h * v, flows, masks)[0] - equivariance_energy(x - h * v, flows, masks)[0]) / (2 * h)
+        assert float(fd) == pytest.approx(float((grad * v).sum()), rel=1e-6)
+
+
+def test_guidance_step_lowers_the_energy():
+    x, flows = self_warping_clip(seed=6)
+    x = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    energies = [float(equivariance_energy(EquivarianceGuidance(lam, flows)(x, 0, 0), flows)[0])
+                for lam in (0.0, 0.5, 1.0)]
+    assert energies[0] > energies[1] > energies[2]
+    assert EquivarianceGuidance(0.0, flows)(x, 0, 0) is x
+    with pytest.raises(ValueError):
+        EquivarianceGuidance(-1.0, flows)
+
+
+@pytest.fixture(scope="module")
+def pan_problem():
+    unet, scheduler = tiny_unet()
+    truth = smooth_clip(6, 32, 32)  # a pan of (0.7, 0.3) px per frame
+    op = BoxDownsample(2)
+    y = op.A(truth)
+    motion = window_motion(op.initial_estimate(y).clamp(0, 1), getattr(op, "known", None))  # as the pipeline does
+    return PixelDenoiser(unet, scheduler), op, y, truth, motion
+
+
+def test_guidance_lowers_the_warping_error_of_dds_on_a_pan(pan_problem):
+    denoiser, op, y, truth, motion = pan_problem
+    assert motion.cuts == [] and motion.valid_fwd.mean() > 0.8
+
+    def run(weight):
+        guidance = None if weight is None else EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd)
+        x = dds_sample(denoiser, op, y, ddim_timesteps(4), make_noise_sampler("shared", 0), frames=range(6),
+                       guidance=guidance)
+        return x, warping_error(x.clamp(0, 1), truth)
+
+    (x_off, we_off), (x_zero, _), (x_on, we_on) = run(None), run(0.0), run(0.5)
+    assert torch.equal(x_off, x_zero)
+    assert we_on < 0.75 * we_off
+    assert ((op.A(x_on) - y).norm() / y.norm()).item() < 1e-2  # still data-consistent
+
+
+def test_dds_with_warped_noise(pan_problem):
+    denoiser, op, y, truth, motion = pan_problem
+    noise = make_noise_sampler("warped", 0, flows=motion.flows_bwd, masks=motion.valid_bwd, cuts=motion.cuts)
+    x = dds_sample(denoiser, op, y, ddim_timesteps(3), noise, frames=range(6))
+    assert x.shape == truth.shape and torch.isfinite(x).all()
+    assert torch.equal(x, dds_sample(denoiser, op, y, ddim_timesteps(3), noise, frames=range(6)))
+
+
+def test_window_motion_finds_scene_cuts_and_drops_their_pairs():
+    clip = torch.cat([smooth_clip(3, 16, 16, seed=0) * 0.3, 1 - 0.3 * smooth_clip(3, 16, 16, seed=1)])
+    motion = window_motion(clip)
+    assert motion.cuts == [3] and motion.flows_fwd.shape == (5, 2, 16, 16)
+    assert float(motion.valid_fwd[2].sum()) == 0 and float(motion.valid_bwd[2].sum()) == 0
+    assert float(motion.valid_fwd[0].mean()) > 0.5
+
+
+# ---------------------------------------------------------------- config and CLI
+
+def test_config_accepts_warped_noise_and_the_guidance_weight(tmp_path):
+    cfg = resolve_config("superres", None, ["guidance.equivariance=0.5", "sampler.noise=warped"])
+    assert cfg.guidance.equivariance == 0.5 and cfg.sampler.noise == "warped"
+    assert resolve_config("superres").guidance.equivariance == 0.0
+    preset = tmp_path / "p.yaml"
+    preset.write_text("sampler:\n  noise: warped\nguidance:\n  equivariance: 1\n")
+    cfg = resolve_config("superres", str(preset))
+    assert cfg.sampler.noise == "warped" and cfg.guidance.equivariance == 1.0
+    assert type(cfg).from_dict(cfg.to_dict()) == cfg
+
+
+def test_cli_with_warped_noise_and_equivariance_guidance(tmp_path):
+    runner = CliRunner()
+    low = write_clip(tmp_path / "low.mkv", BoxDownsample(2).A(smooth_clip(4, 32, 32)))
+    tiny = save_tiny_model(tmp_path / "tiny")
+    out = tmp_path / "out.mkv"
+    result = runner.invoke(app, [str(a) for a in (
+        "superres", low, "-x", 2, "-o", out, "--model", tiny, "--steps", 2, "--device", "cpu", "--quiet",
+        "--noise", "warped", "--set", "guidance.equivariance=0.5")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out.mkv.metrics.json").read_text())["noise"] == "warped"
+    config = json.loads((tmp_path / "out.mkv.config.json").read_text())
+    assert config["sampler"]["noise"] == "warped" and config["guidance"]["equivariance"] == 0.5
+    bad = runner.invoke(app, [str(a) for a in (
+        "superres", low, "-x", 2, "-o", tmp_path / "bad.mkv", "--model", tiny, "--steps", 2, "--device", "cpu",
+        "--quiet", "--set", "guidance.equivariance=-1")])
+    assert bad.exit_code == 2 and "guidance.equivariance" in bad.output
