@@ -214,13 +214,13 @@ def _temporal_deconvolve(y: torch.Tensor, op: ops.TemporalBlur, weight: float) -
     """argmin ‖M x − y‖² + weight·‖x − y‖² per pixel, M the frames × frames blur matrix.
 
     Anchored at y rather than at 0: the columns of M do not sum to 1 at the clip's
-    ends, and a pull towards 0 would darken the frames.
+    ends, and a pull towards 0 would darken the frames. The solution is one
+    frames × frames matrix (solved in float64) applied to the clip.
     """
     m = op.matrix(y.shape[0]).to(torch.float64)
-    system = m.T @ m + weight * torch.eye(m.shape[0], dtype=torch.float64)
-    flat = y.detach().to("cpu", torch.float64).reshape(y.shape[0], -1)
-    x = torch.linalg.solve(system, m.T @ flat + weight * flat)
-    return x.reshape(y.shape).to(y)
+    eye = torch.eye(m.shape[0], dtype=torch.float64)
+    g = torch.linalg.solve(m.T @ m + weight * eye, m.T + weight * eye).to(y)
+    return torch.einsum("fg,g...->f...", g, y)
 
 
 def deblur_initial_estimate(y: torch.Tensor, operator: ops.LinearOperator, *, balance: float | None = None,
@@ -239,7 +239,9 @@ def deblur_initial_estimate(y: torch.Tensor, operator: ops.LinearOperator, *, ba
         x = _temporal_deconvolve(x, op, temporal_weight)
     for op in parts:
         if isinstance(op, ops.Blur):
-            x = baselines.wiener_deconvolve(x.clamp(0, 1), op.kernel.numpy(), balance).to(y)
+            kh, kw = op.kernel.shape
+            if kh <= 2 * y.shape[2] and kw <= 2 * y.shape[3]:  # Wiener's FFT needs the kernel to fit
+                x = baselines.wiener_deconvolve(x.clamp(0, 1), op.kernel.numpy(), balance).to(y)
         elif not isinstance(op, ops.TemporalBlur):
             x = op.initial_estimate(x)
     return x.clamp(0, 1)

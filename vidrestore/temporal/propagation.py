@@ -64,7 +64,9 @@ def fill_smooth(values: Tensor, valid: Tensor) -> Tensor:
 def _grow(missing: Tensor, pixels: int) -> Tensor:
     if pixels <= 0:
         return missing
-    return F.max_pool2d(missing, 2 * pixels + 1, stride=1, padding=pixels)
+    k = 2 * pixels + 1  # a square structuring element, applied separably (much faster than k x k)
+    grown = F.max_pool2d(missing, (k, 1), stride=1, padding=(pixels, 0))
+    return F.max_pool2d(grown, (1, k), stride=1, padding=(0, pixels))
 
 
 def _pair_flows(clip: Tensor, missing: Tensor, src: list[int], dst: list[int], preset: str,
@@ -139,8 +141,8 @@ def propagate_known(
         count = torch.zeros_like(have)
         # frame i takes from i + d (flow f_ab on i's grid); frame i + d takes from i (f_ba)
         for targets, sources, flow, occ in ((src, dst, f_ab, occ_ab), (dst, src, f_ba, occ_ba)):
-            values, inside = backward_warp(x[sources], flow)
-            src_known, _ = backward_warp(known[sources], flow)
+            sampled, inside = backward_warp(torch.cat([x[sources], known[sources]], dim=1), flow)
+            values, src_known = sampled[:, :-1], sampled[:, -1:]
             ok = (1 - have[targets]) * inside * occ * (src_known >= _KNOWN_TAPS).float()
             total.index_add_(0, torch.tensor(targets, device=x.device), values * ok)
             count.index_add_(0, torch.tensor(targets, device=x.device), ok)
