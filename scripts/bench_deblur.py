@@ -19,12 +19,12 @@ presets (whole CLI runs, each in its own process). PSNR, SSIM and warping error
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
 
-from benchlib import ROOT, make_clips, markdown_table, mean_rows, read_clip, run_cli, write_lossless, write_section
+from benchlib import (ROOT, make_clips, markdown_table, method_runs, run_classical, run_cli_methods, summary_rows, write_lossless,
+                      write_section)
 from clips import quantize
 from vidrestore import baselines
 from vidrestore import metrics as M
@@ -67,7 +67,6 @@ def score_clip(out, truth) -> dict:
 
 
 def run_methods(truth: torch.Tensor, spec: dict, work: Path, args) -> dict[str, dict]:
-    frames = truth.shape[0]
     operator = make_operator(spec)
     y = quantize(operator.A(truth))
     in_path = write_lossless(work / "input.mkv", y)
@@ -82,23 +81,10 @@ def run_methods(truth: torch.Tensor, spec: dict, work: Path, args) -> dict[str, 
                  "Wiener, true kernel (oracle balance)": wiener_oracle,
                  "Richardson-Lucy, true kernel (30 it.)": lambda: baselines.richardson_lucy(y, kernel, 30),
                  "initial estimate (temporal Tikhonov + Wiener)": lambda: deblur_initial_estimate(y, operator)}
-    for name, fn in classical.items():
-        if args.methods and name not in args.methods:
-            continue
-        started = time.perf_counter()
-        out = quantize(fn())
-        rows[name] = score_clip(out, truth) | {"sec_per_frame": (time.perf_counter() - started) / frames}
+    rows.update(run_classical(classical, truth, score_clip, args.methods))
     cli_deg = ["--kernel", spec["kernel"]] + (["--temporal", spec["temporal"]] if spec["temporal"] else [])
-    model_args = ["--model", args.model] if args.model else []
-    sets = [a for s in args.sets for a in ("--set", s)]
-    runs = {"--model none": ["--model", "none"]} | {k: model_args + v + sets for k, v in PRESETS.items()}
-    for name, extra in runs.items():
-        if args.methods and name not in args.methods:
-            continue
-        out_path = work / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.mkv"
-        m = run_cli(["deblur", in_path, *cli_deg, "-o", out_path, *extra], out_path.with_suffix(".json"))
-        rows[name] = score_clip(read_clip(out_path), truth) | {"sec_per_frame": m["seconds"] / frames,
-                                                                "nfe": m["nfe"]}
+    rows.update(run_cli_methods(["deblur", in_path, *cli_deg], method_runs(PRESETS, args.model, args.sets), work,
+                                truth, score_clip, args.methods))
     return rows
 
 
@@ -120,7 +106,7 @@ def main():
                 per_method.setdefault(name, []).append(row)
                 print(f"{deg_name[:24]:24s} {clip_name:14s} {name:46s} PSNR {row['psnr']:.2f} SSIM {row['ssim']:.3f} "
                       f"warp {row['warping_error']:.5f} s/frame {row['sec_per_frame']:.3f}", flush=True)
-        table = [[name] + [mean_rows(rows, KEYS).get(k, "—") for k in KEYS] for name, rows in per_method.items()]
+        table = summary_rows(per_method, KEYS)
         truth_warp = sum(M.warping_error(t, flow_source=t) for t in clips.values()) / len(clips)
         cli = " ".join(f"--{k} {v}" for k, v in spec.items() if v)
         sections.append(

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
 import torch
 
-from benchlib import ROOT, make_clips, markdown_table, mean_rows, read_clip, run_cli, write_lossless, write_section
-from clips import quantize
+from benchlib import (ROOT, make_clips, markdown_table, method_runs, run_classical, run_cli_methods, summary_rows, write_lossless,
+                      write_section)
 from vidrestore import baselines
 from vidrestore import metrics as M
 from vidrestore.tasks import inpaint_initial_estimate
@@ -82,30 +81,19 @@ def score_inpaint(out, truth, known) -> dict:
 
 
 def run_methods(truth: torch.Tensor, known: torch.Tensor, mask_args: list, work: Path, args) -> dict[str, dict]:
-    frames = truth.shape[0]
     y = truth * known
     in_path = write_lossless(work / "input.mkv", y)
     rows = {}
     classical = {"OpenCV Telea (per frame)": lambda: baselines.inpaint_classical(y, 1 - known, "telea"),
                  "OpenCV Navier-Stokes (per frame)": lambda: baselines.inpaint_classical(y, 1 - known, "ns"),
                  "initial estimate (flow propagation + Telea)": lambda: inpaint_initial_estimate(y, known)}
-    for name, fn in classical.items():
-        if args.methods and name not in args.methods:
-            continue
-        started = time.perf_counter()
-        out = quantize(fn())
-        rows[name] = score_inpaint(out, truth, known) | {"sec_per_frame": (time.perf_counter() - started) / frames}
-    model_args = ["--model", args.model] if args.model else []
-    sets = [a for s in args.sets for a in ("--set", s)]
-    runs = {"--model none": ["--model", "none"]} | {k: model_args + v + sets for k, v in PRESETS.items()}
-    for name, extra in runs.items():
-        if args.methods and name not in args.methods:
-            continue
-        out_path = work / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.mkv"
-        m = run_cli(["inpaint", in_path, *mask_args, "-o", out_path, *extra], out_path.with_suffix(".json"))
-        out = read_clip(out_path)
-        assert torch.equal(out * known, y * known), f"{name}: known pixels changed"
-        rows[name] = score_inpaint(out, truth, known) | {"sec_per_frame": m["seconds"] / frames, "nfe": m["nfe"]}
+    def scorer(out, truth):
+        assert torch.equal(out * known, y * known), "known pixels changed"
+        return score_inpaint(out, truth, known)
+
+    rows.update(run_classical(classical, truth, scorer, args.methods))
+    rows.update(run_cli_methods(["inpaint", in_path, *mask_args], method_runs(PRESETS, args.model, args.sets), work,
+                                truth, scorer, args.methods))
     return rows
 
 
@@ -139,7 +127,7 @@ def main():
                 print(f"{mask_kind:7s} {clip_name:14s} {name:44s} PSNR(hole) {row['psnr_hole']:.2f} "
                       f"PSNR {row['psnr']:.2f} SSIM {row['ssim']:.3f} warp {row['warping_error']:.5f} "
                       f"s/frame {row['sec_per_frame']:.3f}", flush=True)
-        table = [[name] + [mean_rows(rows, KEYS).get(k, "—") for k in KEYS] for name, rows in per_method.items()]
+        table = summary_rows(per_method, KEYS)
         truth_warp = sum(M.warping_error(t, flow_source=t) for t in clips.values()) / len(clips)
         bh, bw = box_size(h, w)
         sections.append(

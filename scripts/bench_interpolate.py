@@ -15,13 +15,12 @@ method); warping error (flow from the truth) on the whole output clip.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
 
-from benchlib import ROOT, make_clips, markdown_table, mean_rows, read_clip, run_cli, write_lossless, write_section
-from clips import quantize
+from benchlib import (ROOT, make_clips, markdown_table, method_runs, run_classical, run_cli_methods, summary_rows, write_lossless,
+                      write_section)
 from vidrestore import baselines
 from vidrestore import metrics as M
 from vidrestore.tasks import interpolate_initial_estimate
@@ -65,30 +64,15 @@ def cut_clip(size, frames) -> torch.Tensor:
 
 
 def run_methods(truth: torch.Tensor, work: Path, args) -> dict[str, dict]:
-    frames = truth.shape[0]
     lr = truth[::FACTOR]
     in_path = write_lossless(work / "input.mkv", lr)
     rows = {}
     classical = {"frame blending": lambda: baselines.interpolate_blend(lr, FACTOR),
                  "DIS-flow midpoint": lambda: baselines.interpolate_flow_midpoint(lr, FACTOR),
                  "initial estimate (midpoint + cuts)": lambda: interpolate_initial_estimate(lr, FACTOR)}
-    for name, fn in classical.items():
-        if args.methods and name not in args.methods:
-            continue
-        started = time.perf_counter()
-        out = quantize(fn())
-        rows[name] = score_interp(out, truth) | {"sec_per_frame": (time.perf_counter() - started) / frames}
-    model_args = ["--model", args.model] if args.model else []
-    sets = [a for s in args.sets for a in ("--set", s)]
-    runs = {"--model none": ["--model", "none"]} | {k: model_args + v + sets for k, v in PRESETS.items()}
-    for name, extra in runs.items():
-        if args.methods and name not in args.methods:
-            continue
-        out_path = work / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.mkv"
-        m = run_cli(["interpolate", in_path, "-x", FACTOR, "-o", out_path, *extra], out_path.with_suffix(".json"))
-        out = read_clip(out_path)
-        assert out.shape == truth.shape, (out.shape, truth.shape)
-        rows[name] = score_interp(out, truth) | {"sec_per_frame": m["seconds"] / frames, "nfe": m["nfe"]}
+    rows.update(run_classical(classical, truth, score_interp, args.methods))
+    rows.update(run_cli_methods(["interpolate", in_path, "-x", FACTOR], method_runs(PRESETS, args.model, args.sets),
+                                work, truth, score_interp, args.methods))
     return rows
 
 
@@ -112,7 +96,7 @@ def main():
             print(f"{clip_name:18s} {name:36s} PSNR(invented) {row['psnr_invented']:.2f} "
                   f"SSIM(invented) {row['ssim_invented']:.3f} PSNR(all) {row['psnr_all']:.2f} "
                   f"warp {row['warping_error']:.5f} s/frame {row['sec_per_frame']:.3f}", flush=True)
-    table = [[name] + [mean_rows(rows, KEYS).get(k, "—") for k in KEYS] for name, rows in per_method.items()]
+    table = summary_rows(per_method, KEYS)
     truth_warp = sum(r["truth_warping_error"] for r in next(iter(per_method.values()))) / len(clips)
     text = (f"## Frame interpolation\n\nCommand: `python scripts/bench_interpolate.py{' --quick' if args.quick else ''}` "
             f"(CPU; diffusion runs are whole CLI runs, model loading and I/O included).\n\n"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from benchlib import (ROOT, make_clips, markdown_table, mean_rows, read_clip, run_cli, score, write_lossless,
-                      write_section)
+from benchlib import (ROOT, make_clips, markdown_table, method_runs, read_clip, run_classical, run_cli, run_cli_methods, score,
+                      summary_rows, write_lossless, write_section)
 from vidrestore import baselines
 from vidrestore.operators import BoxDownsample
 from vidrestore.priors import load_pixel_prior
@@ -50,23 +50,11 @@ def parse_args():
 
 def run_methods(lr_path, truth, scale, work, args) -> dict[str, dict]:
     lr = read_clip(lr_path)
-    frames = truth.shape[0]
     rows = {}
-    for name, method in (("bicubic", "bicubic"), ("Lanczos", "lanczos")):
-        started = time.perf_counter()
-        out = quantize(baselines.upscale(lr, scale, method))
-        rows[name] = score(out, truth) | {"sec_per_frame": (time.perf_counter() - started) / frames,
-                                          "peak_memory_mb": None}
-    model_args = ["--model", args.model] if args.model else []
-    runs = {"--model none": ["--model", "none"]} | {k: model_args + v for k, v in DIFFUSION_METHODS.items()}
-    for name, extra in runs.items():
-        if args.methods and name not in args.methods:
-            continue
-        out_path = work / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}.mkv"
-        m = run_cli(["superres", lr_path, "-x", scale, "-o", out_path, *extra], out_path.with_suffix(".json"))
-        rows[name] = score(read_clip(out_path), truth) | {
-            "sec_per_frame": m["seconds"] / frames, "peak_memory_mb": m["peak_memory_mb"],
-            "residual": m["data_consistency_residual"], "seconds": m["seconds"], "nfe": m["nfe"]}
+    rows.update(run_classical({"bicubic": lambda: baselines.upscale(lr, scale, "bicubic"),
+                               "Lanczos": lambda: baselines.upscale(lr, scale, "lanczos")}, truth, score, args.methods))
+    rows.update(run_cli_methods(["superres", lr_path, "-x", scale], method_runs(DIFFUSION_METHODS, args.model), work,
+                                truth, score, args.methods))
     return rows
 
 
@@ -103,7 +91,7 @@ def main():
                 print(f"x{scale} {clip_name:16s} {name:36s} PSNR {row['psnr']:.2f} SSIM {row['ssim']:.3f} "
                       f"warp {row['warping_error']:.5f} flicker {row['flicker']:.5f} "
                       f"s/frame {row['sec_per_frame']:.3f}", flush=True)
-        table = [[name] + [mean_rows(rows, KEYS).get(k, "—") for k in KEYS] for name, rows in per_method.items()]
+        table = summary_rows(per_method, KEYS)
         truth_warp = sum(r["truth_warping_error"] for r in next(iter(per_method.values()))) / len(clips)
         residuals = {n: max(r["residual"] for r in rows) for n, rows in per_method.items() if "residual" in rows[0]}
         sections.append(

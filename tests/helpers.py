@@ -5,7 +5,6 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 

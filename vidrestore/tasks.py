@@ -75,7 +75,7 @@ class MaskSource:
 
 
 def load_mask_source(cfg: RunConfig, width: int, height: int, frame_count: int) -> MaskSource:
-    from vidrestore.io import probe, read_frames
+    from vidrestore.io import probe
 
     deg = cfg.degradation
     if deg.mask and deg.boxes:
