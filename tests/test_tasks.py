@@ -118,6 +118,25 @@ def test_inpaint_estimate_beats_per_frame_telea_on_a_moving_hole():
     assert M.psnr(x, truth) > M.psnr(telea, truth) + 5
 
 
+def test_inpaint_window_problem_keeps_what_other_frames_see():
+    truth = quantize(pan(6, step=(1, 1)))
+    known = torch.ones(6, 1, 32, 32)
+    for f in range(6):
+        known[f, :, 10:18, 3 + 4 * f: 11 + 4 * f] = 0
+    y = truth * known
+    cfg = resolve_config("inpaint", None, ["degradation.boxes=['0,0,1,1']"])
+    task = Task(cfg)
+    y_solve, op_solve, x_init = task.window_problem(y, ops.Mask(known))
+    seen = op_solve.known
+    assert torch.equal(seen * known, known)  # every measured pixel stays measured
+    assert float((seen - known).sum()) > 0.8 * float((1 - known).sum())  # most of the moving hole was seen
+    assert torch.allclose(op_solve.A(x_init), y_solve)
+    # turned off, the solver sees exactly the measurements
+    plain = Task(resolve_config("inpaint", None, ["degradation.trust_propagated=false"]))
+    y2, op2, _ = plain.window_problem(y, ops.Mask(known))
+    assert y2 is y and torch.equal(op2.known, known)
+
+
 def test_fill_smooth_keeps_valid_values_and_interpolates_constants():
     values = torch.full((1, 2, 20, 24), 3.0)
     values[..., 5:12, 6:15] = -50

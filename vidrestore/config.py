@@ -37,6 +37,7 @@ class DegradationConfig:
     mask: str | None = None        # inpaint: image, video or folder; non-zero = missing
     boxes: tuple[str, ...] = ()    # inpaint: X,Y,W,H rectangles
     dilate: int = 0                # inpaint: grow the mask by N pixels
+    trust_propagated: bool = True  # inpaint: pixels another frame shows are kept, not re-sampled
     factor: int = 2                # interpolate: frame-rate factor
 
 

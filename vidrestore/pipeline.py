@@ -267,8 +267,8 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
                 xs, xe = task.x_range(ys, ye)
                 y = to_tensor(inputs.get(ys, ye)).to(device)
                 operator = task.operator(masks.get(ys, ye) if masks is not None else None)
-                x = restore_window(prior, operator, y, list(range(xs, xe)), cfg,
-                                   x_init=task.initial_estimate(y, operator),
+                y_solve, op_solve, x_init = task.window_problem(y, operator)
+                x = restore_window(prior, op_solve, y_solve, list(range(xs, xe)), cfg, x_init=x_init,
                                    on_step=(lambda: progress.step()) if progress else None)
                 network_evaluations += steps_per_window * (xe - xs)
                 x = task.keep_known(x, y, operator)

@@ -144,6 +144,21 @@ class Task:
             return deblur_initial_estimate(y, operator)
         return operator.initial_estimate(y).clamp(0, 1)
 
+    def window_problem(self, y: torch.Tensor, operator: ops.LinearOperator
+                       ) -> tuple[torch.Tensor, ops.LinearOperator, torch.Tensor]:
+        """(measurements, operator, initial estimate) the solver works on for one window.
+
+        For inpainting, pixels that another frame shows along the flow join the
+        measurements (`degradation.trust_propagated`), so the prior only invents
+        what no frame of the window sees; the output is still checked against
+        the true measurements.
+        """
+        if self.cfg.task == "inpaint" and self.cfg.degradation.trust_propagated and hasattr(operator, "known"):
+            estimate, seen = inpaint_initial_estimate(y, operator.known, with_seen=True)
+            seen = (seen > 0.5).to(y)
+            return seen * estimate, ops.Mask(seen), estimate
+        return y, operator, self.initial_estimate(y, operator)
+
     def keep_known(self, x: torch.Tensor, y: torch.Tensor, operator: ops.LinearOperator) -> torch.Tensor:
         """Put measured pixels back exactly: inpaint keeps every known pixel, interpolate every input frame."""
         if self.cfg.task == "inpaint":
@@ -200,14 +215,20 @@ def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] |
     return x
 
 
-def inpaint_initial_estimate(y: torch.Tensor, known: torch.Tensor, **propagation) -> torch.Tensor:
-    """Known pixels exact; holes from other frames along the flow, then Telea for what none shows."""
+def inpaint_initial_estimate(y: torch.Tensor, known: torch.Tensor, *, with_seen: bool = False,
+                             **propagation) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Known pixels exact; holes from other frames along the flow, then Telea for what none shows.
+
+    With `with_seen`, also returns the mask (F, 1, H, W) of pixels that are known
+    or were seen in another frame (everything but the Telea fill).
+    """
     known = known.to(y.device, y.dtype)
     filled, have = propagate_known(y, known, **propagation)
     if bool((have < 1).any()):
         filled = baselines.inpaint_classical(filled, have < 0.5, "telea").to(y)
     known = known.expand(y.shape[0], *known.shape[1:])
-    return (known * y + (1 - known) * filled).clamp(0, 1)
+    estimate = (known * y + (1 - known) * filled).clamp(0, 1)
+    return (estimate, torch.maximum(have.to(y), known.amax(1, keepdim=True))) if with_seen else estimate
 
 
 def _temporal_deconvolve(y: torch.Tensor, op: ops.TemporalBlur, weight: float) -> torch.Tensor:
