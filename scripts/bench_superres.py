@@ -29,7 +29,10 @@ from clips import quantize
 
 DIFFUSION_METHODS = {
     "diffusion, independent noise": ["--noise", "independent"],
-    "diffusion, shared noise (default)": [],
+    "diffusion, shared noise": ["--noise", "shared"],
+    "diffusion, warped noise": ["--noise", "warped"],
+    "diffusion, shared noise + equivariance 0.5": ["--noise", "shared", "--set", "guidance.equivariance=0.5"],
+    "diffusion, warped noise + equivariance 0.5": ["--noise", "warped", "--set", "guidance.equivariance=0.5"],
     "diffusion, superres-fidelity": ["--preset", "superres-fidelity"],
 }
 KEYS = ["psnr", "ssim", "warping_error", "flicker", "sec_per_frame", "peak_memory_mb"]
@@ -38,8 +41,12 @@ KEYS = ["psnr", "ssim", "warping_error", "flicker", "sec_per_frame", "peak_memor
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", type=int, nargs="+", default=[4, 8])
-    p.add_argument("--lr-size", type=int, nargs=2, default=[32, 40], help="low-res frame size (H W)")
-    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--lr-size", type=int, nargs=2, default=[32, 40], help="low-res frame size at x4 (H W); "
+                   "x8 uses half of it, so every scale restores frames of the same size")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--clips4", nargs="+", default=["coffee-pan", "rocket-zoom", "chelsea-wobble"],
+                   help="clips for x4 (still-motion; motions: pan, zoom, wobble)")
+    p.add_argument("--clips8", nargs="+", default=["coffee-pan", "chelsea-wobble"], help="clips for x8")
     p.add_argument("--model", default=None, help="prior for the diffusion methods (default: embedded)")
     p.add_argument("--methods", nargs="*", default=None, help="subset of method names")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_superres")
@@ -72,12 +79,13 @@ def forward_only_seconds(model, shape, steps: int, chunk: int = 16) -> float:
 def main():
     args = parse_args()
     scales = [4] if args.quick else args.scales
-    names = ["coffee"] if args.quick else None
-    motions = ("pan",) if args.quick else ("pan", "zoom")
     sections = []
     for scale in scales:
-        h, w = args.lr_size[0] * scale, args.lr_size[1] * scale
-        clips = make_clips((h, w), args.frames, names=names, motions=motions)
+        h, w = args.lr_size[0] * 4, args.lr_size[1] * 4
+        lr_h, lr_w = h // scale, w // scale
+        wanted = ["coffee-pan"] if args.quick else (args.clips4 if scale == 4 else args.clips8)
+        clips = {k: v for k, v in make_clips((h, w), args.frames, motions=("pan", "zoom", "wobble")).items()
+                 if k in wanted}
         per_method: dict[str, list[dict]] = {}
         for clip_name, truth in clips.items():
             work = args.work / f"x{scale}" / clip_name
@@ -96,7 +104,7 @@ def main():
         residuals = {n: max(r["residual"] for r in rows) for n, rows in per_method.items() if "residual" in rows[0]}
         sections.append(
             f"### x{scale} box super-resolution ({len(clips)} clips: {', '.join(clips)}; "
-            f"{args.frames} frames of {w}x{h} from {args.lr_size[1]}x{args.lr_size[0]})\n\n"
+            f"{args.frames} frames of {w}x{h} from {lr_w}x{lr_h})\n\n"
             + markdown_table(["method", "PSNR dB", "SSIM", "warping error", "flicker", "s / frame", "peak MB"], table)
             + f"\n\nWarping error of the ground truth itself: {truth_warp:.5f}. Largest data-consistency residual "
             + "‖Ax̂−y‖/‖y‖ (before 8-bit rounding): "

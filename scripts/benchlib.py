@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from clips import camera_clip, quantize
+from clips import camera_clip, quantize, wobble_clip
 from stills import held_out_stills
 from vidrestore import metrics as M
 from vidrestore.io import VideoWriter, read_frames, to_tensor, to_uint8
@@ -20,10 +20,11 @@ from vidrestore.io import VideoWriter, read_frames, to_tensor, to_uint8
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_MD = ROOT / "docs" / "benchmarks.md"
 
-# camera paths with known motion (output pixels per frame)
+# motions with known ground truth: camera paths (output pixels per frame) and a non-rigid wobble
 MOTIONS = {
-    "pan": dict(pan=(1.25, 0.5)),
-    "zoom": dict(pan=(0.3, -0.2), zoom=0.01),
+    "pan": (camera_clip, dict(pan=(1.25, 0.5))),
+    "zoom": (camera_clip, dict(pan=(0.3, -0.2), zoom=0.01)),
+    "wobble": (wobble_clip, dict(amplitude=3.0, speed=0.15)),
 }
 
 
@@ -35,7 +36,8 @@ def make_clips(size: tuple[int, int], frames: int, names=None, motions=("pan", "
         if names and still_name not in names:
             continue
         for motion in motions:
-            clip = camera_clip(still, size, frames, source_scale=source_scale, **MOTIONS[motion])
+            make, kwargs = MOTIONS[motion]
+            clip = make(still, size, frames, source_scale=source_scale, **kwargs)
             clips[f"{still_name}-{motion}"] = quantize(clip)
     return clips
 

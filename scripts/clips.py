@@ -44,3 +44,23 @@ def camera_clip(still: np.ndarray, size: tuple[int, int], frames: int, *, pan: t
 def quantize(clip: torch.Tensor) -> torch.Tensor:
     """Round to 8 bits, as a video file would."""
     return (clip.clamp(0, 1) * 255).round() / 255
+
+
+def wobble_clip(still: np.ndarray, size: tuple[int, int], frames: int, *, amplitude: float = 3.0,
+                wavelength: float = 48.0, speed: float = 0.25, source_scale: float = 1.0) -> torch.Tensor:
+    """Non-rigid motion: a travelling sine-wave displacement field (like wind in foliage or heat haze)."""
+    h, w = size
+    if source_scale != 1.0:
+        still = cv2.resize(still, None, fx=1 / source_scale, fy=1 / source_scale, interpolation=cv2.INTER_AREA)
+    H, W = still.shape[:2]
+    y0, x0 = (H - h) / 2, (W - w) / 2
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+    out = []
+    for f in range(frames):
+        phase = 2 * math.pi * speed * f
+        dx = amplitude * np.sin(2 * math.pi * yy / wavelength + phase)
+        dy = amplitude * np.cos(2 * math.pi * xx / wavelength + 0.7 * phase)
+        frame = cv2.remap(still, (xx + x0 + dx).astype(np.float32), (yy + y0 + dy).astype(np.float32),
+                          cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        out.append(np.clip(frame, 0, 1))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().contiguous()
