@@ -223,3 +223,45 @@ def test_console_script_prints_one_line_without_traceback(tmp_path):
 def test_help_shows_examples():
     result = run("superres", "--help")
     assert result.exit_code == 0 and "Example: vidrestore superres" in result.stdout
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeypatch):
+    import vidrestore.pipeline as pipeline
+
+    common = ["superres", clip_dir / "low.mkv", "-x", 2, "--model", clip_dir / "tiny", "--steps", 2, "--chunk", 3,
+              "--overlap", 1, "--reference", clip_dir / "low.mkv", "--quiet"]
+    common[common.index("--reference") + 1] = clip_dir / "truth_x2.mkv"
+    write_clip(clip_dir / "truth_x2.mkv", smooth_clip(6, 16, 24))
+    assert run(*common, "-o", tmp_path / "whole").exit_code == 0
+
+    real, calls, crash_at = pipeline.restore_window, [], [2]
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == crash_at[0]:
+            raise RuntimeError("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "restore_window", counting)
+    out = tmp_path / "resumed"
+    assert run(*common, "-o", out).exit_code != 0
+    assert not out.exists() and (tmp_path / "resumed.partial").is_dir()
+    calls.clear()
+    crash_at[0] = 0
+    assert run(*common, "-o", out).exit_code == 0
+    assert len(calls) == 2  # windows (0,3) (2,5) (3,6): the first was kept
+    assert not (tmp_path / "resumed.partial").exists()
+    assert torch.equal(read_clip(out), read_clip(tmp_path / "whole"))
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((out / "metrics.json").read_text())
+    for key in ("psnr", "ssim", "warping_error", "data_consistency_residual", "network_evaluations"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-9)
+
+    # --no-resume starts over
+    calls.clear()
+    crash_at[0] = 2
+    assert run(*common, "-o", tmp_path / "again").exit_code != 0
+    calls.clear()
+    crash_at[0] = 0
+    assert run(*common, "-o", tmp_path / "again", "--no-resume").exit_code == 0
+    assert len(calls) == 3

@@ -42,6 +42,7 @@ Fps = Annotated[Optional[float], typer.Option("--fps", help="Frame rate of frame
 Crf = Annotated[Optional[int], typer.Option("--crf", help="H.264 quality for .mp4 output (default 18; lower is better).")]
 NoAudio = Annotated[bool, typer.Option("--no-audio", help="Drop the input's audio streams.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+NoResume = Annotated[bool, typer.Option("--no-resume", help="Start over instead of continuing an interrupted run from <output>.partial/.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for scripts).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 
@@ -94,14 +95,14 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
 
 
 def _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-            metrics, fps, crf, no_audio, overwrite) -> dict:
+            metrics, fps, crf, no_audio, overwrite, no_resume) -> dict:
     return {
         "output": str(output) if output else None, "model": model, "sampler.steps": steps,
         "runtime.seed": seed, "runtime.device": device, "runtime.dtype": dtype, "runtime.chunk": chunk,
         "runtime.overlap": overlap, "runtime.tile": tile, "sampler.noise": noise,
         "reference": str(reference) if reference else None, "metrics": str(metrics) if metrics else None,
         "io.fps": fps, "io.crf": crf, "io.audio": False if no_audio else None,
-        "io.overwrite": True if overwrite else None,
+        "io.overwrite": True if overwrite else None, "runtime.resume": False if no_resume else None,
     }
 
 
@@ -113,11 +114,12 @@ def superres(
     output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
+    quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Super-resolve a video by 2x-8x."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite)
+                    metrics, fps, crf, no_audio, overwrite, no_resume)
     _run("superres", preset, set_, quiet, debug, input=str(input), **flags,
          **{"degradation.scale": scale, "degradation.downsample": degradation})
 
@@ -131,11 +133,12 @@ def inpaint(
     output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
+    quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Fill missing regions of a video."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite)
+                    metrics, fps, crf, no_audio, overwrite, no_resume)
     _run("inpaint", preset, set_, quiet, debug, input=str(input), **flags,
          **{"degradation.mask": str(mask) if mask else None, "degradation.boxes": box or None,
             "degradation.dilate": dilate})
@@ -150,11 +153,12 @@ def deblur(
     output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
+    quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Remove spatial and/or temporal (frame-averaging) blur."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite)
+                    metrics, fps, crf, no_audio, overwrite, no_resume)
     _run("deblur", preset, set_, quiet, debug, input=str(input), **flags,
          **{"degradation.kernel": kernel, "degradation.temporal": temporal, "degradation.sigma_y": sigma_y})
 
@@ -166,11 +170,12 @@ def interpolate(
     output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, quiet: Quiet = False, debug: Debug = False,
+    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
+    quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Raise the frame rate k times by inventing the frames in between."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite)
+                    metrics, fps, crf, no_audio, overwrite, no_resume)
     _run("interpolate", preset, set_, quiet, debug, input=str(input), **flags, **{"degradation.factor": factor})
 
 

@@ -72,6 +72,7 @@ class RuntimeConfig:
     overlap: int = 4               # frames shared by consecutive chunks, cross-faded
     tile: int | None = None        # spatial tile for the denoiser; None = automatic
     micro_batch: int = 8           # frames per network call
+    resume: bool = True            # continue an interrupted run from <output>.partial/
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from vidrestore.errors import DeviceError, InputError, OutputError, UsageError
 from vidrestore.io import VideoInfo, VideoWriter, output_kind, probe, read_frames, to_tensor, to_uint8
 from vidrestore.operators import LinearOperator
 from vidrestore.priors import load_pixel_prior
+from vidrestore.resume import PartialRun, ResumeState, run_key
 from vidrestore.samplers import EquivarianceGuidance, dds_sample, ddim_timesteps, least_squares, make_noise_sampler
 from vidrestore.tasks import Task, iter_mask_frames, make_task
 from vidrestore.temporal import window_motion
@@ -118,16 +119,24 @@ class FrameWindows:
         self._name = name
 
     def get(self, start: int, stop: int) -> np.ndarray:
-        drop = max(0, start - self._offset)
-        del self._frames[:drop]
-        self._offset += drop
+        while True:  # forget frames before `start`, reading (and dropping) any not yet read
+            drop = min(max(0, start - self._offset), len(self._frames))
+            del self._frames[:drop]
+            self._offset += drop
+            if self._offset >= start or not self._fill():
+                break
         while self._offset + len(self._frames) < stop:
-            try:
-                self._frames.extend(next(self._batches))
-            except StopIteration:
+            if not self._fill():
                 raise InputError(f"{self._name}: ended after {self._offset + len(self._frames)} frames, "
-                                 f"expected at least {stop}") from None
+                                 f"expected at least {stop}")
         return np.stack(self._frames[start - self._offset: stop - self._offset])
+
+    def _fill(self) -> bool:
+        try:
+            self._frames.extend(next(self._batches))
+            return True
+        except StopIteration:
+            return False
 
     def close(self) -> None:
         close = getattr(self._batches, "close", None)
@@ -148,6 +157,21 @@ class RunningMetrics:
     warp_sum: float = 0.0
     warp_pairs: int = 0
     _last: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_state(cls, sums: dict, last_pair: tuple[torch.Tensor, torch.Tensor] | None) -> "RunningMetrics":
+        metrics = cls(**sums)
+        metrics._last = last_pair
+        return metrics
+
+    def state(self) -> dict:
+        """The sums, for resuming (the last frame pair is saved separately)."""
+        return {f: getattr(self, f) for f in ("residual_sq", "measurement_sq", "squared_error", "values",
+                                              "ssim_sum", "frames", "warp_sum", "warp_pairs")}
+
+    @property
+    def last_pair(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self._last
 
     def add_residual(self, operator: LinearOperator, x: torch.Tensor, y: torch.Tensor) -> None:
         self.residual_sq += float((operator.A(x) - y).pow(2).sum())
@@ -253,49 +277,61 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
     refs = FrameWindows(read_frames(Path(cfg.reference), cfg.runtime.chunk), cfg.reference) \
         if reference is not None else None
     audio_from = input_path if (cfg.io.audio and info.has_audio and not output_kind(output) == "folder") else None
-    running = RunningMetrics()
     steps_per_window = (cfg.sampler.steps * cfg.sampler.average) if prior is not None else 0
-    network_evaluations = 0
+
+    partial = PartialRun(output, run_key(cfg), resume=cfg.runtime.resume)
+    state = partial.load()
+    running = RunningMetrics.from_state(state.metrics, state.last_pair)
+    pending = None if state.pending is None else state.pending.to(device)
+    written, network_evaluations = state.frames_done, state.network_evaluations
 
     progress = progress_factory(n_out) if progress_factory else None
+    if progress and written:
+        progress.frames(written)
     try:
-        with VideoWriter(output, task.output_fps(info.fps), out_w, out_h, crf=cfg.io.crf,
-                         audio_from=audio_from, overwrite=cfg.io.overwrite) as writer:
-            pending: torch.Tensor | None = None
-            written = 0
-            for w, (ys, ye) in enumerate(windows):
-                xs, xe = task.x_range(ys, ye)
-                y = to_tensor(inputs.get(ys, ye)).to(device)
-                operator = task.operator(masks.get(ys, ye) if masks is not None else None)
-                y_solve, op_solve, x_init = task.window_problem(y, operator)
-                x = restore_window(prior, op_solve, y_solve, list(range(xs, xe)), cfg, x_init=x_init,
-                                   on_step=(lambda: progress.step()) if progress else None)
-                network_evaluations += steps_per_window * (xe - xs)
-                x = task.keep_known(x, y, operator)
-                running.add_residual(operator, x, y)
-                x = x.clamp(0, 1)
-                if pending is not None:  # cross-fade the frames shared with the previous window
-                    n_ov = pending.shape[0]
-                    ramp = torch.arange(1, n_ov + 1, device=x.device, dtype=x.dtype) / (n_ov + 1)
-                    x[:n_ov] = (1 - ramp.view(-1, 1, 1, 1)) * pending + ramp.view(-1, 1, 1, 1) * x[:n_ov]
-                next_xs = task.x_range(*windows[w + 1])[0] if w + 1 < len(windows) else xe
-                final, pending = x[: next_xs - xs], (x[next_xs - xs:] if w + 1 < len(windows) else None)
-                if final.shape[0]:
-                    frames_u8 = to_uint8(final.cpu())
-                    writer.write(frames_u8)
-                    if refs is not None:
-                        running.add_reference(to_tensor(frames_u8), to_tensor(refs.get(written, written + len(final))))
-                    written += final.shape[0]
-                    if progress:
-                        progress.frames(written)
-            if written != n_out:
-                raise OutputError(f"{output}: wrote {written} frames, expected {n_out}")
+        for w, (ys, ye) in enumerate(windows):
+            if w < state.windows_done:  # finished before an interruption
+                continue
+            xs, xe = task.x_range(ys, ye)
+            y = to_tensor(inputs.get(ys, ye)).to(device)
+            operator = task.operator(masks.get(ys, ye) if masks is not None else None)
+            y_solve, op_solve, x_init = task.window_problem(y, operator)
+            x = restore_window(prior, op_solve, y_solve, list(range(xs, xe)), cfg, x_init=x_init,
+                               on_step=(lambda: progress.step()) if progress else None)
+            network_evaluations += steps_per_window * (xe - xs)
+            x = task.keep_known(x, y, operator)
+            running.add_residual(operator, x, y)
+            x = x.clamp(0, 1)
+            if pending is not None:  # cross-fade the frames shared with the previous window
+                n_ov = pending.shape[0]
+                ramp = torch.arange(1, n_ov + 1, device=x.device, dtype=x.dtype) / (n_ov + 1)
+                x[:n_ov] = (1 - ramp.view(-1, 1, 1, 1)) * pending + ramp.view(-1, 1, 1, 1) * x[:n_ov]
+            next_xs = task.x_range(*windows[w + 1])[0] if w + 1 < len(windows) else xe
+            final, pending = x[: next_xs - xs], (x[next_xs - xs:] if w + 1 < len(windows) else None)
+            if final.shape[0]:
+                frames_u8 = to_uint8(final.cpu())
+                partial.append(frames_u8, written)
+                if refs is not None:
+                    running.add_reference(to_tensor(frames_u8), to_tensor(refs.get(written, written + len(final))))
+                written += final.shape[0]
+            partial.commit(ResumeState(w + 1, written, network_evaluations, running.state(), pending,
+                                       running.last_pair))
+            if progress:
+                progress.frames(written)
     finally:
         for source in (inputs, masks, refs):
             if source is not None:
                 source.close()
         if progress:
             progress.close()
+    if written != n_out:
+        raise OutputError(f"{output}: restored {written} frames, expected {n_out}")
+    # encode the finished frames under a temporary name, renamed into place when complete
+    with VideoWriter(output, task.output_fps(info.fps), out_w, out_h, crf=cfg.io.crf,
+                     audio_from=audio_from, overwrite=cfg.io.overwrite) as writer:
+        for batch in read_frames(partial.frames_dir, 64):
+            writer.write(batch)
+    partial.remove()
 
     seconds = time.perf_counter() - started
     result = {
