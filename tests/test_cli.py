@@ -265,3 +265,35 @@ def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeyp
     crash_at[0] = 0
     assert run(*common, "-o", tmp_path / "again", "--no-resume").exit_code == 0
     assert len(calls) == 3
+
+
+def test_batch_over_a_folder_of_videos_goes_on_past_a_bad_file(clip_dir, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_clip(videos / "a.mkv", smooth_clip(3, 8, 12))
+    write_clip(videos / "b.mp4", smooth_clip(2, 8, 12, seed=1))
+    (videos / "c.mp4").write_text("not a video")
+    out = tmp_path / "out"
+    result = run("superres", videos, "-x", 2, "-o", out, "--model", "none", "--quiet")
+    assert result.exit_code == 7, result.output
+    assert "c.mp4" in result.stderr and "1 of 3 files failed" in result.stderr
+    assert probe(out / "a.mp4").frame_count == 3 and probe(out / "b.mp4").frame_count == 2
+    assert not (out / "c.mp4").exists()
+    before = (out / "a.mp4").stat().st_mtime_ns
+    (videos / "c.mp4").unlink()
+    result = run("superres", videos, "-x", 2, "-o", out, "--model", "none")
+    assert result.exit_code == 0 and "skipped" in result.stderr  # existing outputs are left alone
+    assert (out / "a.mp4").stat().st_mtime_ns == before
+
+
+def test_batch_from_several_paths_and_a_glob(clip_dir, tmp_path):
+    for name in ("x1.mkv", "x2.mkv"):
+        write_clip(tmp_path / name, smooth_clip(2, 8, 12))
+    out = tmp_path / "out"
+    assert run("superres", tmp_path / "x1.mkv", tmp_path / "x2.mkv", "-x", 2, "-o", out, "--model", "none",
+               "--quiet").exit_code == 0
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["x1.mp4", "x2.mp4"]
+    result = run("superres", str(tmp_path / "x*.mkv"), "-x", 2, "-o", out, "--model", "none", "--overwrite",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert run("superres", str(tmp_path / "nothing*.mkv"), "-o", out, "--model", "none").exit_code == 3

@@ -23,7 +23,7 @@ stderr = Console(stderr=True)
 stdout = Console()
 
 # options shared by every command
-Input = Annotated[Path, typer.Argument(help="Video file (any format ffmpeg reads) or folder of frames.", show_default=False)]
+Input = Annotated[list[str], typer.Argument(help="Video file (any format ffmpeg reads) or folder of frames; several files, a glob or a folder of videos make a batch (-o is then a folder).", show_default=False)]
 Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output video (.mp4 H.264, .mkv lossless) or folder of PNG frames. Default: <input>.<task>.mp4")]
 Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name (e.g. superres-fast) or YAML file. Default: the task's own.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set sampler.eta=0.2 (repeatable).")]
@@ -79,19 +79,57 @@ def _summary(result: dict) -> Table:
     return table
 
 
-def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, debug: bool, **flags) -> None:
+def _error(exc: VidrestoreError, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    stderr.print(f"vidrestore: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, debug: bool, inputs: list[str],
+         **flags) -> None:
+    from vidrestore.batch import expand_inputs, is_video_folder
+
     try:
-        config = resolve_config(task, preset, sets or [], flags | {"quiet": quiet})
+        paths = expand_inputs(inputs)
+        config = resolve_config(task, preset, sets or [], flags | {"quiet": quiet, "input": str(paths[0])})
         from vidrestore.pipeline import restore  # heavy imports only when a command runs
 
+        if len(inputs) > 1 or len(paths) > 1 or is_video_folder(Path(inputs[0])):
+            return _run_batch(config, paths, restore, quiet, debug)
         result = restore(config, progress_factory=None if quiet else ProgressDisplay)
     except VidrestoreError as exc:
-        if debug:
-            traceback.print_exc()
-        stderr.print(f"vidrestore: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _error(exc, debug)
         raise typer.Exit(exc.exit_code)
     if not quiet:
         stdout.print(_summary(result))
+
+
+def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool) -> None:
+    from vidrestore.batch import restore_batch
+    from vidrestore.errors import BatchError
+
+    def report(item) -> None:
+        if item.status == "failed":
+            stderr.print(f"vidrestore: error: {item.message}", markup=False, highlight=False, soft_wrap=True)
+        elif not quiet:
+            stderr.print(f"{item.status}: {item.input} -> {item.output}", markup=False, highlight=False)
+
+    out_dir = Path(config.output) if config.output else Path("restored")
+    items = restore_batch(config, paths, out_dir, restore, None if quiet else ProgressDisplay, report)
+    if not quiet:
+        table = Table(title=f"vidrestore batch: {out_dir}")
+        for column in ("input", "status", "seconds", "PSNR", "residual"):
+            table.add_column(column)
+        for item in items:
+            m = item.metrics or {}
+            table.add_row(str(item.input), item.status, f"{item.seconds:.1f}",
+                          f"{m['psnr']:.2f}" if m.get("psnr") is not None else "",
+                          f"{m['data_consistency_residual']:.2e}" if m else "")
+        stdout.print(table)
+    failed = [item for item in items if item.status == "failed"]
+    if failed:
+        _error(BatchError(f"{len(failed)} of {len(items)} files failed"), False)
+        raise typer.Exit(BatchError.exit_code)
 
 
 def _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
@@ -120,7 +158,7 @@ def superres(
     """Super-resolve a video by 2x-8x."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("superres", preset, set_, quiet, debug, input=str(input), **flags,
+    _run("superres", preset, set_, quiet, debug, input, **flags,
          **{"degradation.scale": scale, "degradation.downsample": degradation})
 
 
@@ -139,7 +177,7 @@ def inpaint(
     """Fill missing regions of a video."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("inpaint", preset, set_, quiet, debug, input=str(input), **flags,
+    _run("inpaint", preset, set_, quiet, debug, input, **flags,
          **{"degradation.mask": str(mask) if mask else None, "degradation.boxes": box or None,
             "degradation.dilate": dilate})
 
@@ -159,7 +197,7 @@ def deblur(
     """Remove spatial and/or temporal (frame-averaging) blur."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("deblur", preset, set_, quiet, debug, input=str(input), **flags,
+    _run("deblur", preset, set_, quiet, debug, input, **flags,
          **{"degradation.kernel": kernel, "degradation.temporal": temporal, "degradation.sigma_y": sigma_y})
 
 
@@ -176,7 +214,7 @@ def interpolate(
     """Raise the frame rate k times by inventing the frames in between."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("interpolate", preset, set_, quiet, debug, input=str(input), **flags, **{"degradation.factor": factor})
+    _run("interpolate", preset, set_, quiet, debug, input, **flags, **{"degradation.factor": factor})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,3 +40,9 @@ class DeviceError(VidrestoreError):
     """A requested device that is not available."""
 
     exit_code = 6
+
+
+class BatchError(VidrestoreError):
+    """Some files of a batch failed (each was reported; the others were restored)."""
+
+    exit_code = 7
