@@ -229,7 +229,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
-        stderr.print("vidrestore: interrupted", markup=False)
         code = 130
     except Exception as exc:  # a bug: one line unless --debug
         if debug:
@@ -237,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         stderr.print(f"vidrestore: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
                      markup=False, highlight=False, soft_wrap=True)
         code = 1
+    if code == 130:  # Ctrl-C (Typer returns it as exit code 130)
+        stderr.print("vidrestore: interrupted", markup=False)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -246,6 +247,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in POSITIVE:
         if _get(cfg, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {_get(cfg, key)}")
+    for key in ("io.fps", "sampler.eta", "sampler.gamma", "degradation.sigma_y", "classical.smoothness"):
+        value = _get(cfg, key)
+        if not math.isfinite(value) or value < 0 or (key == "io.fps" and value == 0):
+            raise UsageError(f"{key} must be a finite {'positive' if key == 'io.fps' else 'non-negative'} number, "
+                             f"got {value}")
+    if not 0 <= cfg.io.crf <= 51:
+        raise UsageError(f"io.crf must be in [0, 51], got {cfg.io.crf}")
+    if cfg.degradation.dilate < 0:
+        raise UsageError(f"degradation.dilate must be >= 0, got {cfg.degradation.dilate}")
+    if cfg.runtime.tile is not None and cfg.runtime.tile < 16:
+        raise UsageError(f"runtime.tile must be at least 16 pixels, got {cfg.runtime.tile}")
     if cfg.runtime.overlap < 0:
         raise UsageError(f"runtime.overlap must be >= 0, got {cfg.runtime.overlap}")
     if not 0.0 <= cfg.sampler.eta <= 1.0:
