@@ -160,3 +160,23 @@ def test_sigint_after_the_first_chunk_then_rerun_gives_the_uninterrupted_output(
     subprocess.run(cmd + ["-o", str(out)], check=True, env=env, capture_output=True)
     assert torch.equal(read_clip(out), read_clip(tmp_path / "whole"))
     assert not state.parent.exists()
+
+
+def test_variable_rate_and_deep_inputs_are_handled_with_a_warning(tmp_path):
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    vfr, deep = tmp_path / "vfr.mp4", tmp_path / "deep.mkv"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-frames:v", "20",
+                    "-vf", "setpts='if(lt(N,10),N/25,(N+10)/25)/TB'", "-fps_mode", "passthrough", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(vfr)], check=True)
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-frames:v", "5",
+                    "-pix_fmt", "yuv420p10le", "-c:v", "libx264", str(deep)], check=True)
+    for source, note in ((vfr, "variable frame rate"), (deep, "more than 8 bits")):
+        out = tmp_path / f"{source.stem}_out.mkv"
+        result = run("superres", source, "-x", 2, "-o", out, "--model", "none", "--quiet")
+        assert result.exit_code == 0, result.output
+        assert f"vidrestore: warning: {source}: {note}" in result.stderr
+    from vidrestore.io import probe
+
+    assert probe(tmp_path / "vfr_out.mkv").frame_count == 20  # every frame kept, at the average rate

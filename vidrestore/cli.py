@@ -97,6 +97,8 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
         if len(inputs) > 1 or len(paths) > 1 or is_video_folder(Path(inputs[0])):
             return _run_batch(config, paths, restore, quiet, debug)
         result = restore(config, progress_factory=None if quiet else ProgressDisplay)
+        for warning in result.get("warnings", []):
+            stderr.print(f"vidrestore: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     except VidrestoreError as exc:
         _error(exc, debug)
         raise typer.Exit(exc.exit_code)

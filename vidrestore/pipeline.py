@@ -345,6 +345,7 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
         "peak_memory_mb": round(peak_memory_mb(device), 1),
     }
     result.update(running.summary())
+    result["warnings"] = [f"{input_path}: {note}" for note in info.notes]
     _write_json(Path(cfg.metrics) if cfg.metrics else sidecar_path(output, "metrics.json"), result)
     _write_json(sidecar_path(output, "config.json"), cfg.to_dict() | {"output": str(output)})
     return result

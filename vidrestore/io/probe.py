@@ -31,6 +31,7 @@ class VideoInfo:
     frame_count: int
     has_audio: bool
     is_folder: bool
+    notes: tuple[str, ...] = ()  # what the reader changes: variable rate made constant, >8-bit depth reduced
 
 
 # --------------------------------------------------------------------------- fps
@@ -153,6 +154,7 @@ _STREAM_RE = re.compile(
 _SIZE_RE = re.compile(r", (\d{1,6})x(\d{1,6})(?=[ ,\[]|$)")
 _FPS_RE = re.compile(r"(\d+(?:\.\d+)?k?) fps")
 _TBR_RE = re.compile(r"(\d+(?:\.\d+)?k?) tbr")
+_DEEP_RE = re.compile(r"\b\w+p(?:9|10|12|14|16)(?:le|be)?\b")
 _ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 _FRAME_RE = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
 
@@ -162,6 +164,9 @@ class _Streams:
     width: int | None = None
     height: int | None = None
     fps_text: str | None = None
+    tbr_text: str | None = None
+    high_bit_depth: bool = False
+    video_streams: int = 0
     rotation: float = 0.0
     has_video: bool = False
     has_audio: bool = False
@@ -185,8 +190,13 @@ def _parse_streams(stderr: str) -> _Streams:
             in_first_video = False
             if kind == "Audio":
                 info.has_audio = True
-            elif kind == "Video" and not info.has_video:  # the stream "-map 0:v:0" picks
+            elif kind == "Video":
+                info.video_streams += 1
+            if kind == "Video" and not info.has_video:  # the stream "-map 0:v:0" picks
                 info.has_video = in_first_video = True
+                info.high_bit_depth = bool(_DEEP_RE.search(details))
+                tbr = _TBR_RE.search(details)
+                info.tbr_text = tbr.group(1) if tbr else None
                 size = _SIZE_RE.search(details)
                 if size:
                     info.width, info.height = int(size.group(1)), int(size.group(2))
@@ -279,6 +289,18 @@ def probe(path: Path | str, folder_fps: Fraction | int | str = Fraction(25)) -> 
         width, height = height, width
     if frame_count == 0:
         raise InputError(f"{path}: contains no video frames")
+    notes = []
+    try:
+        tbr = parse_fps(streams.tbr_text) if streams.tbr_text else fps
+    except ValueError:
+        tbr = fps
+    if abs(float(tbr) - float(fps)) > 0.01 * float(fps):
+        notes.append(f"variable frame rate: frames are kept in order at the average rate {float(fps):.3f} fps "
+                     f"(timestamps are not preserved)")
+    if streams.high_bit_depth:
+        notes.append("more than 8 bits per sample: frames are restored and written with 8 bits")
+    if streams.video_streams > 1:
+        notes.append(f"{streams.video_streams} video streams: only the first is restored")
     return VideoInfo(
         path=path,
         width=width,
@@ -287,4 +309,5 @@ def probe(path: Path | str, folder_fps: Fraction | int | str = Fraction(25)) -> 
         frame_count=frame_count,
         has_audio=streams.has_audio,
         is_folder=False,
+        notes=tuple(notes),
     )
