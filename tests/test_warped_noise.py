@@ -246,3 +246,22 @@ def test_cli_with_warped_noise_and_equivariance_guidance(tmp_path):
         "superres", low, "-x", 2, "-o", tmp_path / "bad.mkv", "--model", tiny, "--steps", 2, "--device", "cpu",
         "--quiet", "--set", "guidance.equivariance=-1")])
     assert bad.exit_code == 2 and "guidance.equivariance" in bad.output
+
+
+def test_shots_on_either_side_of_a_cut_are_restored_independently():
+    from vidrestore.config import resolve_config
+    from vidrestore.pipeline import restore_window
+    from vidrestore.operators import BoxDownsample
+
+    unet, scheduler = tiny_unet()
+    prior = PixelDenoiser(unet, scheduler)
+    shot_b = smooth_clip(3, 32, 32, seed=5)
+    op = BoxDownsample(2)
+    cfg = resolve_config("superres", None, ["sampler.noise=warped", "guidance.equivariance=0.5", "sampler.steps=3"])
+    outputs = []
+    for seed in (1, 2):  # two different first shots, the same second shot
+        clip = torch.cat([smooth_clip(3, 32, 32, seed=seed).flip(-1) * 0.3, shot_b])
+        y = op.A(clip)
+        outputs.append(restore_window(prior, op, y, list(range(6)), cfg))
+    assert not torch.allclose(outputs[0][:3], outputs[1][:3])
+    assert torch.allclose(outputs[0][3:], outputs[1][3:], atol=1e-6)
