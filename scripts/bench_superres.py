@@ -34,6 +34,8 @@ DIFFUSION_METHODS = {
     "diffusion, shared noise + equivariance 0.5": ["--noise", "shared", "--set", "guidance.equivariance=0.5"],
     "diffusion, warped noise + equivariance 0.5": ["--noise", "warped", "--set", "guidance.equivariance=0.5"],
     "diffusion, superres-fidelity": ["--preset", "superres-fidelity"],
+    "diffusion, superres (default preset)": ["--preset", "superres"],
+    "diffusion, superres-fast": ["--preset", "superres-fast"],
 }
 KEYS = ["psnr", "ssim", "warping_error", "flicker", "sec_per_frame", "peak_memory_mb"]
 
@@ -51,6 +53,9 @@ def parse_args():
     p.add_argument("--methods", nargs="*", default=None, help="subset of method names")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_superres")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--section", default="superres", help="docs/benchmarks.md section to (re)write")
+    p.add_argument("--performance-only", action="store_true",
+                   help="only the performance section (overhead and memory of the default preset)")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     return p.parse_args()
 
@@ -78,6 +83,12 @@ def forward_only_seconds(model, shape, steps: int, chunk: int = 16) -> float:
 
 def main():
     args = parse_args()
+    if args.performance_only:
+        text = performance_section(args)
+        print(text)
+        if not args.no_write:
+            write_section("superres-performance", text)
+        return
     scales = [4] if args.quick else args.scales
     sections = []
     for scale in scales:
@@ -111,13 +122,15 @@ def main():
             + ", ".join(f"{n}: {v:.2e}" for n, v in residuals.items()) + ".\n")
         print(sections[-1])
 
-    if not args.quick:
-        sections.append(performance_section(args))
+    if not args.quick and not args.no_write and args.section == "superres":
+        write_section("superres-performance", performance_section(args))
     if not args.no_write:
-        text = ("## Super-resolution\n\nCommand: `python scripts/bench_superres.py` "
+        command = "python scripts/bench_superres.py" + (
+            f" --section {args.section} --methods " + " ".join(f"'{m}'" for m in args.methods) if args.methods else "")
+        text = (f"{'## Super-resolution' if args.section == 'superres' else '### Presets'}\n\nCommand: `{command}` "
                 "(CPU: 2 cores; diffusion runs are whole CLI runs, model loading and I/O included).\n\n"
                 + "\n".join(sections))
-        write_section("superres", text)
+        write_section(args.section, text)
 
 
 def performance_section(args) -> str:
