@@ -222,7 +222,8 @@ def test_window_motion_finds_scene_cuts_and_drops_their_pairs():
 def test_config_accepts_warped_noise_and_the_guidance_weight(tmp_path):
     cfg = resolve_config("superres", None, ["guidance.equivariance=0.5", "sampler.noise=warped"])
     assert cfg.guidance.equivariance == 0.5 and cfg.sampler.noise == "warped"
-    assert resolve_config("superres").guidance.equivariance == 0.0
+    assert resolve_config("superres").guidance.equivariance == 1.5  # the default preset guides
+    assert resolve_config("inpaint").guidance.equivariance == 0.0
     preset = tmp_path / "p.yaml"
     preset.write_text("sampler:\n  noise: warped\nguidance:\n  equivariance: 1\n")
     cfg = resolve_config("superres", str(preset))
