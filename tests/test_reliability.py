@@ -145,7 +145,9 @@ def test_sigint_after_the_first_chunk_then_rerun_gives_the_uninterrupted_output(
 
     out = tmp_path / "out"
     state = tmp_path / "out.partial" / "state.json"
-    proc = subprocess.Popen(cmd + ["-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell that started pytest in the background leaves SIGINT ignored: give the child the default
+    proc = subprocess.Popen(cmd + ["-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
