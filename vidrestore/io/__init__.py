@@ -5,18 +5,9 @@ Frames travel as ``uint8 (B, H, W, 3)`` RGB numpy batches; ``to_tensor`` /
 """
 
 from .frames import to_tensor, to_uint8
-from .video import (
-    IMAGE_SUFFIXES,
-    VideoInfo,
-    VideoWriter,
-    has_audio,
-    list_frame_files,
-    output_kind,
-    parse_fps,
-    probe,
-    read_frames,
-    read_image,
-)
+from .probe import IMAGE_SUFFIXES, VideoInfo, has_audio, list_frame_files, parse_fps, probe
+from .reader import read_frames, read_image
+from .writer import VideoWriter, output_kind
 
 __all__ = [
     "IMAGE_SUFFIXES",
