@@ -110,7 +110,7 @@ def test_dds_calls_back_every_step(denoiser):
     seen = []
     dds_sample(denoiser, op, y, ddim_timesteps(3), SharedNoise(0), frames=range(4),
                callback=lambda i, t: seen.append((i, t)))
-    assert seen == [(0, 666), (1, 333), (2, 0)] or [i for i, _ in seen] == [0, 1, 2]
+    assert seen == list(enumerate(ddim_timesteps(3)))
 
 
 def test_cg_over_the_clip_equals_cg_per_frame_for_per_frame_operators():

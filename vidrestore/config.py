@@ -247,7 +247,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in POSITIVE:
         if _get(cfg, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {_get(cfg, key)}")
-    for key in ("io.fps", "sampler.eta", "sampler.gamma", "degradation.sigma_y", "classical.smoothness"):
+    for key in ("io.fps", "sampler.eta", "sampler.gamma", "degradation.sigma_y", "classical.smoothness",
+                "guidance.equivariance"):
         value = _get(cfg, key)
         if not math.isfinite(value) or value < 0 or (key == "io.fps" and value == 0):
             raise UsageError(f"{key} must be a finite {'positive' if key == 'io.fps' else 'non-negative'} number, "

@@ -22,7 +22,7 @@ import torch
 
 from vidrestore import metrics as M
 from vidrestore.config import RunConfig
-from vidrestore.errors import DeviceError, InputError, OutputError, UsageError
+from vidrestore.errors import DeviceError, InputError, OutputError
 from vidrestore.io import VideoInfo, VideoWriter, output_kind, probe, read_frames, to_tensor, to_uint8
 from vidrestore.operators import LinearOperator
 from vidrestore.priors import load_pixel_prior
@@ -220,8 +220,6 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
     gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
     weight = cfg.guidance.equivariance
-    if not weight >= 0:
-        raise UsageError(f"guidance.equivariance must be >= 0, got {weight}")
     # warped noise and equivariance guidance follow the flow of the initial estimate
     needs_motion = s.noise == "warped" or weight > 0
     motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
