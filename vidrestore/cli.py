@@ -1,6 +1,7 @@
 """The `vidrestore` command line: thin Typer commands that hand a resolved config to pipeline.restore."""
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vidrestore.config import resolve_config
-from vidrestore.errors import VidrestoreError
+from vidrestore.errors import UsageError, VidrestoreError
 
 app = typer.Typer(
     name="vidrestore", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -217,6 +218,97 @@ def interpolate(
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
     _run("interpolate", preset, set_, quiet, debug, input, **flags, **{"degradation.factor": factor})
+
+
+class EvaluateProgress:
+    """evaluate's events as a rich bar over methods and one over the current method's frames, on stderr."""
+
+    def __init__(self):
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=stderr, transient=False)
+        self._methods = self._frames = None
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self._progress.start()
+            self._methods = self._progress.add_task("methods", total=event["total"])
+        elif kind == "method":
+            if self._frames is not None:
+                self._progress.remove_task(self._frames)
+            self._frames = self._progress.add_task(event["method"], total=None)
+        elif kind == "frame":
+            self._progress.update(self._frames, completed=event["frame"], total=event["total"])
+        elif kind == "method_done":
+            self._progress.advance(self._methods)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _json_progress(event: dict) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+@app.command(epilog="Example: vidrestore evaluate truth.mkv --task superres -x 4 --presets superres,superres-fast "
+                    "--noise shared,warped -o report/")
+def evaluate(
+    reference: Annotated[Path, typer.Argument(help="Ground-truth clip (video or folder of frames); it is degraded with the task's operator.", show_default=False)],
+    task: Annotated[str, typer.Option("--task", help="superres, inpaint, deblur or interpolate.", show_default=False)],
+    scale: Annotated[Optional[int], typer.Option("-x", "--scale", help="superres scale (2, 3, 4, 8; default 4) or interpolate factor (2, 4, 8; default 2).")] = None,
+    degradation: Annotated[Optional[str], typer.Option("--degradation", help="superres: box or bicubic downsampling.")] = None,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="inpaint: mask image, video or folder; non-zero = missing.")] = None,
+    box: Annotated[Optional[list[str]], typer.Option("--box", help="inpaint: missing rectangle X,Y,W,H (repeatable).")] = None,
+    kernel: Annotated[Optional[str], typer.Option("--kernel", help="deblur: gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH.")] = None,
+    temporal: Annotated[Optional[str], typer.Option("--temporal", help="deblur: frame averaging uniform:K | gaussian:SIGMA.")] = None,
+    sigma_y: Annotated[Optional[float], typer.Option("--sigma-y", help="deblur: Gaussian measurement noise std added to the input (0-1 range).")] = None,
+    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="Comma-separated subset: the task's baselines, initial, none, diffusion (every diffusion run) or a run's name. Default: all.")] = None,
+    presets: Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own).")] = None,
+    noise: Annotated[Optional[list[str]], typer.Option("--noise", help="Noise modes to run with each preset, comma-separated: independent, shared, warped.")] = None,
+    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="An extra diffusion run NAME:KEY=VALUE[,KEY=VALUE...] (key preset picks the preset; repeatable).")] = None,
+    set_: SetOpt = None, model: Model = None, seed: Seed = None, device: Device = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="Use only the reference's first N frames.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Report folder. Default: <reference>.evaluate/")] = None,
+    overwrite: Overwrite = False,
+    progress: Annotated[str, typer.Option("--progress", help="rich (bars on stderr), json (one JSON object per line on stdout, for CI) or none.")] = "rich",
+    quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Compare methods and settings on a reference clip: degrade it, restore it every way, write a report."""
+    from vidrestore.evaluate import evaluate as run_evaluate, resolve_evaluate_config
+
+    display = None
+    try:
+        if progress not in ("rich", "json", "none"):
+            raise UsageError(f"--progress {progress!r}: choose rich, json or none")
+        cfg = resolve_evaluate_config(
+            reference, task, output, {
+                "degradation.downsample": degradation, "degradation.mask": str(mask) if mask else None,
+                "degradation.boxes": box or None, "degradation.kernel": kernel, "degradation.temporal": temporal,
+                "degradation.sigma_y": sigma_y},
+            scale=scale, methods=methods, presets=presets, noise=noise, variants=variant, sets=set_,
+            flags={"model": model, "runtime.seed": seed, "runtime.device": device}, max_frames=frames,
+            overwrite=overwrite)
+        mode = "none" if quiet else progress
+        display = EvaluateProgress() if mode == "rich" else None
+        report = run_evaluate(cfg, display or (_json_progress if mode == "json" else None))
+    except VidrestoreError as exc:
+        if display:
+            display.close()
+        _error(exc, debug)
+        raise typer.Exit(exc.exit_code)
+    if display:
+        display.close()
+    if mode == "rich":
+        from vidrestore.report import fmt, table_columns
+
+        table = Table(title=f"vidrestore evaluate: {cfg.output}")
+        columns = table_columns(report["task"])
+        for header in ["method"] + [h for _, h in columns]:
+            table.add_column(header)
+        for name, row in report["methods"].items():
+            table.add_row(name, *(fmt(row.get(key)) for key, _ in columns))
+        stdout.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,7 @@
 """Quality metrics for clips ``(F, C, H, W)`` in [0, 1].
 
-* :func:`psnr`, :func:`psnr_per_frame` — peak signal-to-noise ratio in dB.
+* :func:`psnr`, :func:`psnr_per_frame` — peak signal-to-noise ratio in dB;
+  :func:`psnr_masked` over weighted pixels only (an inpainting hole, invented frames).
 * :func:`ssim`, :func:`ssim_per_frame` — mean SSIM (Wang et al. 2004) with an 11×11
   Gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03, per channel and averaged; equal to
   ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
@@ -32,6 +33,7 @@ from vidrestore.temporal.warp import backward_warp
 __all__ = [
     "psnr",
     "psnr_per_frame",
+    "psnr_masked",
     "ssim",
     "ssim_per_frame",
     "warping_error",
@@ -74,6 +76,19 @@ def psnr_per_frame(x: Tensor, ref: Tensor, data_range: float = 1.0) -> list[floa
     x, ref = _check_pair(x, ref)
     mse = (x - ref).pow(2).flatten(1).mean(dim=1)
     return [_psnr_from_mse(float(m), data_range) for m in mse]
+
+
+def psnr_masked(x: Tensor, ref: Tensor, weight: Tensor, data_range: float = 1.0) -> float:
+    """PSNR in dB of the pixels where ``weight`` (broadcast to the clip, e.g. ``(F, 1, H, W)``) is non-zero.
+
+    The MSE is ``Σ w·(x − ref)² / Σ w``; ``nan`` when the weight is zero everywhere.
+    """
+    x, ref = _check_pair(x, ref)
+    w = torch.as_tensor(weight).detach().to(x.device, torch.float64).expand_as(x)
+    total = float(w.sum())
+    if total <= 0:
+        return math.nan
+    return _psnr_from_mse(float((w * (x - ref).pow(2)).sum()) / total, data_range)
 
 
 _SSIM_RADIUS = 5  # skimage: int(truncate * sigma + 0.5) with truncate = 3.5, sigma = 1.5
