@@ -44,14 +44,75 @@ def _is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a TCP connection within `timeout` s (DNS included, in a thread
+    because name resolution has no timeout of its own)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def hub_offline(location: str | Path) -> bool:
+    """Use only local files: always for folders, and for hub ids when HF_HUB_OFFLINE is set or the hub
+    cannot be reached (then a model missing from the cache fails at once instead of retrying)."""
+    return isinstance(location, Path) or _is_offline() or not _hub_reachable()
+
+
+def model_kind(model: str | None) -> str:
+    """"none", "pixel", "sd" or "sdxl", from the model's files (model_index.json) without loading weights."""
+    location = resolve_model_location(model)
+    if location is None:
+        return "none"
+    from vidrestore.priors.latent import latent_kind, read_model_index
+
+    return latent_kind(read_model_index(location, hub_offline(location))) or "pixel"
+
+
+def load_prior(model: str | None, device: torch.device, dtype: torch.dtype = torch.float32, *,
+               micro_batch: int = 8, tile: int | None = None, vae: str | None = None, prompt: str = "",
+               negative_prompt: str = "", guidance_scale: float = 1.0, vae_tiling: bool = False):
+    """Load any prior: a PixelDenoiser, a LatentDenoiser (SD / SDXL pipelines) or None for "none"."""
+    location = resolve_model_location(model)
+    if location is None:
+        return None
+    from vidrestore.priors.latent import latent_kind, load_latent_prior, read_model_index
+
+    offline = hub_offline(location)
+    index = read_model_index(location, offline)
+    if latent_kind(index) is None:
+        if vae is not None or prompt or guidance_scale != 1.0:
+            raise ModelError(f"--vae, --prompt and --guidance need a Stable Diffusion / SDXL model; "
+                             f"{model or DEFAULT_MODEL!r} is a pixel-space model")
+        return load_pixel_prior(model, device, dtype, micro_batch=micro_batch, tile=tile, offline=offline)
+    return load_latent_prior(location, index, device, dtype, offline=offline, micro_batch=micro_batch, vae=vae,
+                             prompt=prompt, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
+                             vae_tiling=vae_tiling)
+
+
 def _layout(location: str | Path) -> dict:
     """Subfolders of a local model: DDPMPipeline layout (unet/ + scheduler/) or a bare UNet folder."""
     if isinstance(location, Path):
         if (location / "model_index.json").exists():
             index = json.loads((location / "model_index.json").read_text())
             if "vae" in index:
-                raise ModelError(f"{location}: latent diffusion pipelines (Stable Diffusion / SDXL) are not supported "
-                                 "by this version; use a pixel-space UNet2DModel")
+                raise ModelError(f"{location}: a latent diffusion pipeline (Stable Diffusion / SDXL), not a "
+                                 "pixel-space UNet2DModel; load it with load_prior")
             return {"unet": "unet", "scheduler": "scheduler"}
         if (location / "config.json").exists():
             if not any(location.glob("*.safetensors")):
@@ -62,7 +123,8 @@ def _layout(location: str | Path) -> dict:
 
 
 def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype = torch.float32, *,
-                     micro_batch: int = 8, tile: int | None = None) -> PixelDenoiser | None:
+                     micro_batch: int = 8, tile: int | None = None, offline: bool | None = None
+                     ) -> PixelDenoiser | None:
     """Load a prior as a PixelDenoiser; `None` when the model is "none"."""
     from diffusers import DDPMScheduler, UNet2DModel
     from diffusers.utils import logging as diffusers_logging
@@ -74,7 +136,7 @@ def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype
         return None
     layout = _layout(location)
     name = location.name if isinstance(location, Path) else str(location)
-    offline = isinstance(location, Path) or _is_offline()
+    offline = (isinstance(location, Path) or _is_offline()) if offline is None else offline
     common = {"local_files_only": offline, "use_safetensors": True, "low_cpu_mem_usage": False,
               "torch_dtype": dtype}
     try:
