@@ -46,7 +46,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--channels", type=str, default="32,64,128,192")
     p.add_argument("--layers-per-block", type=int, default=1)
     p.add_argument("--low-noise-fraction", type=float, default=0.5,
-                   help="fraction of each batch drawn from t < 400, where restoration needs the prior most")
+                   help="fraction of each batch drawn from t < --low-noise-max, where restoration needs the prior most")
+    p.add_argument("--low-noise-max", type=int, default=400,
+                   help="upper end of the low-noise range (the presets start sampling at t <= 150)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -110,9 +112,9 @@ def build_scheduler() -> DDPMScheduler:
                          clip_sample=False)
 
 
-def sample_timesteps(n: int, low_fraction: float, gen: torch.Generator) -> torch.Tensor:
+def sample_timesteps(n: int, low_fraction: float, low_max: int, gen: torch.Generator) -> torch.Tensor:
     uniform = torch.randint(0, 1000, (n,), generator=gen)
-    low = torch.randint(0, 400, (n,), generator=gen)
+    low = torch.randint(0, low_max, (n,), generator=gen)
     pick_low = torch.rand(n, generator=gen) < low_fraction
     return torch.where(pick_low, low, uniform)
 
@@ -191,6 +193,14 @@ def main() -> None:
     if not log_path.exists() and not args.export_only:
         log_path.write_text("step,elapsed_s,loss\n")
 
+    phases_path = args.work / "phases.json"
+    phases = json.loads(phases_path.read_text()) if phases_path.exists() else []
+    if not args.export_only:
+        # each invocation is one phase: a resumed run may change lr or the noise-level mix
+        phases.append({"from_step": step, "minutes": args.minutes, "lr": args.lr,
+                       "low_noise_fraction": args.low_noise_fraction, "low_noise_max": args.low_noise_max})
+        phases_path.write_text(json.dumps(phases, indent=2))
+
     start = time.time()
     last_ckpt = start
     running = None
@@ -199,7 +209,7 @@ def main() -> None:
         task = progress.add_task("train", total=args.steps, completed=step, loss=float("nan"))
         while step < args.steps and (time.time() - start) < args.minutes * 60:
             x0 = sampler.batch(args.batch).to(device)
-            t = sample_timesteps(args.batch, args.low_noise_fraction, gen).to(device)
+            t = sample_timesteps(args.batch, args.low_noise_fraction, args.low_noise_max, gen).to(device)
             noise = torch.randn(x0.shape, generator=gen).to(device)
             a = alphas[t].view(-1, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -234,7 +244,7 @@ def main() -> None:
         export(ema, scheduler, args.export, {
             "steps": step, "wall_time_s": round(elapsed, 1), "parameters": n_params, "batch": args.batch,
             "crop": args.crop, "lr": args.lr, "ema_decay": args.ema_decay, "device": str(device),
-            "threads": args.threads, "training_images": sorted(images), "held_out": list(stills.HELD_OUT),
+            "threads": args.threads, "phases": phases, "training_images": sorted(images), "held_out": list(stills.HELD_OUT),
         })
     print(f"done: {step} steps, {elapsed / 60:.1f} min, {n_params / 1e6:.2f} M parameters")
 

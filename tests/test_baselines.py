@@ -142,14 +142,14 @@ def test_deconvolution_kernel_mode_for_asymmetric_kernel():
 # ------------------------------------------------------------------ interpolation
 
 
-def pan(n, step, size=48, seed=5):
+def pan(n, step, size=48, seed=5, flags=cv2.INTER_LINEAR):
     big = texture(size + 8, size + 8 + int(np.ceil(n * step)), seed=seed, sigma=2.0)
     frames = []
     for j in range(n):
         x0 = 4 + j * step
         # sub-pixel windows by linear interpolation of the big texture (for ground truth)
         m = np.float32([[1, 0, x0], [0, 1, 4]])
-        frames.append(cv2.warpAffine(big, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP))
+        frames.append(cv2.warpAffine(big, m, (size, size), flags=flags | cv2.WARP_INVERSE_MAP))
     return to_clip(*frames)
 
 
@@ -181,6 +181,17 @@ def test_flow_midpoint_beats_blending_on_pan():
     p_blend = psnr(blend[1::2], truth[1::2])
     assert p_flow > p_blend + 5.0
     assert p_flow > 30.0
+
+
+def test_flow_midpoint_bicubic_sampling_keeps_detail_at_half_pixel():
+    # keyframes 3 px apart: the midpoint reads at half pixels; the truth is resampled with
+    # Lanczos so that neither sampling is favoured by how the clip was made
+    truth = pan(5, step=1.5, flags=cv2.INTER_LANCZOS4).clamp(0, 1)
+    keyframes = truth[::2]
+    bilinear = interpolate_flow_midpoint(keyframes, 2)
+    bicubic = interpolate_flow_midpoint(keyframes, 2, sampling="bicubic")
+    assert torch.equal(bicubic[::2], keyframes.float())
+    assert psnr(bicubic[1::2], truth[1::2]) > psnr(bilinear[1::2], truth[1::2]) + 1.0
 
 
 def test_flow_midpoint_moving_object_over_static_background():

@@ -77,6 +77,25 @@ def test_interpolate_repeats_the_nearer_frame_at_a_scene_cut():
     assert torch.equal(x4[::4], y)
 
 
+def test_interpolate_window_problem_trusts_what_the_flow_determines():
+    a = pan(5, step=(2, 1), size=32, seed=1, tint=(1.0, 0.3, 0.2))
+    b = pan(3, size=32, seed=2, tint=(0.2, 0.4, 1.0))
+    y = quantize(torch.cat([a[::2], b]))  # a shot starts at input frame 3
+    task = Task(resolve_config("interpolate", flags={"degradation.factor": 2}), temporal_factor=2)
+    y_solve, op, x_init = task.window_problem(y, task.operator())
+    known = op.known
+    assert known.shape == (11, 1, 32, 32) and torch.equal(x_init[::2], y)
+    assert known[::2].eq(1).all()  # the input frames
+    assert known[5].eq(1).all()  # the repeat at the cut stays a clean repeat
+    within_shot = known[1:5:2]
+    assert 0.5 < within_shot.mean() < 1  # most, not all, invented pixels are determined by the flow
+    assert torch.equal(y_solve, known * x_init)
+    off = Task(resolve_config("interpolate", flags={"degradation.factor": 2, "degradation.trust_propagated": False}),
+               temporal_factor=2)
+    y_off, op_off, _ = off.window_problem(y, off.operator())
+    assert torch.equal(y_off, y) and isinstance(op_off, ops.TemporalSubsample)
+
+
 # ----------------------------------------------------------------------------- inpaint
 
 

@@ -142,6 +142,28 @@ def test_backward_warp_matches_grid_sample(padding_mode):
     assert torch.allclose(near, backward_warp(img, torch.round(flow), padding_mode=padding_mode)[0])
 
 
+def test_backward_warp_bicubic_exact_on_integer_flow_and_sharper_at_half_pixel():
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(1, 3, 12, 16, generator=g, dtype=torch.float64)
+    flow = torch.zeros(1, 2, 12, 16, dtype=torch.float64)
+    flow[:, 0] = 2.0
+    out, _ = backward_warp(img, flow, mode="bicubic")
+    assert torch.allclose(out[..., :-2], img[..., 2:], atol=1e-12)
+    # a band-limited signal sampled at half-pixel offsets: the cubic kernel is
+    # much closer to the true values than the two-tap average
+    xs = torch.arange(64, dtype=torch.float64)
+    wave = lambda x: 0.5 + 0.4 * torch.sin(2 * torch.pi * x / 5.0)  # noqa: E731
+    img = wave(xs).expand(1, 1, 4, 64).contiguous()
+    flow = torch.zeros(1, 2, 4, 64, dtype=torch.float64)
+    flow[:, 0] = 0.5
+    truth = wave(xs + 0.5)[4:-4]
+    err = {m: (backward_warp(img, flow, mode=m)[0][0, 0, 1, 4:-4] - truth).abs().max().item()
+           for m in ("bilinear", "bicubic")}
+    assert err["bicubic"] < 0.3 * err["bilinear"]
+    with pytest.raises(ValueError, match="mode"):
+        backward_warp(img, flow, mode="lanczos")
+
+
 def test_backward_warp_is_differentiable():
     img = torch.rand(1, 3, 12, 12, requires_grad=True)
     flow = torch.full((1, 2, 12, 12), 0.3, requires_grad=True)

@@ -298,7 +298,8 @@ def interpolate_blend(clip: Tensor, factor: int) -> Tensor:
     return out
 
 
-def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "medium") -> Tensor:
+def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "medium",
+                              sampling: str = "bilinear", agreement: float | None = None):
     """Invent frames by bidirectional flow warps of the two neighbours (DIS flow).
 
     For a pair ``(I0, I1)`` with flows ``F01`` (0→1) and ``F10`` (1→0) and time ``t``,
@@ -312,12 +313,23 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     visible in ``I1``, ``I1``'s sample is wrong and gets (almost) no weight; ``V0``
     likewise. Samples that fall outside their frame get no weight; if both do, the
     plain time-weighted mean is used.
+
+    ``sampling`` is how the images are read at the flow's sub-pixel positions
+    (``"bilinear"``, the textbook choice, or ``"bicubic"``, which keeps detail
+    that bilinear reads blur away: see :func:`backward_warp`).
+
+    With ``agreement`` (a tolerance in [0, 1] units), also returns a mask
+    ``(F_out, 1, H, W)`` of the pixels the flow determines: 1 on the input
+    frames, where both neighbours see the point (in frame, forward-backward
+    consistent) and give the same colour within the tolerance, and where only
+    one of them sees it.
     """
     clip = _check_clip(clip)
     factor = _check_factor(factor)
     n = clip.shape[0]
     if n < 2 or factor == 1:
-        return clip.detach().clone().float()
+        out = clip.detach().clone().float()
+        return out if agreement is None else (out, torch.ones_like(out[:, :1]))
     x = clip.detach().float()
     fwd, bwd = consecutive_flows(x, preset=preset)
     fwd, bwd = fwd.to(x.device), bwd.to(x.device)
@@ -327,13 +339,14 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     out = torch.empty((interpolated_length(n, factor),) + tuple(x.shape[1:]), dtype=torch.float32, device=x.device)
     out[0 : (n - 1) * factor : factor] = i0
     out[-1] = x[-1]
+    agree = torch.ones_like(out[:, :1])
     floor = 0.02  # keeps a failed check from zeroing both sides
     for j in range(1, factor):
         t = j / factor
         ft0 = -(1 - t) * t * fwd + t * t * bwd
         ft1 = (1 - t) ** 2 * fwd - t * (1 - t) * bwd
-        w0_img, in0 = backward_warp(i0, ft0)
-        w1_img, in1 = backward_warp(i1, ft1)
+        w0_img, in0 = backward_warp(i0, ft0, mode=sampling)
+        w1_img, in1 = backward_warp(i1, ft1, mode=sampling)
         v1, _ = backward_warp(occ0, ft0)
         v0, _ = backward_warp(occ1, ft1)
         w0 = (1 - t) * in0 * (floor + v0)
@@ -342,4 +355,9 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
         blend = (1 - t) * w0_img + t * w1_img
         mixed = (w0 * w0_img + w1 * w1_img) / tot.clamp(min=1e-8)
         out[j : (n - 1) * factor : factor] = torch.where(tot > 1e-8, mixed, blend).clamp(0, 1)
-    return out
+        if agreement is not None:
+            # one side alone (the point is out of the other frame or hidden in it) is trusted too
+            seen0, seen1 = (in0 * (v0 > 0.5)) > 0, (in1 * (v1 > 0.5)) > 0
+            close = (w0_img - w1_img).abs().amax(dim=1, keepdim=True) <= agreement
+            agree[j : (n - 1) * factor : factor] = ((seen0 & seen1 & close) | (seen0 ^ seen1)).float()
+    return out if agreement is None else (out, agree)

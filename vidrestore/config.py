@@ -24,6 +24,8 @@ CHOICES = {  # keys whose values come from a fixed set
     "sampler.noise": ("independent", "shared", "warped"),
     "runtime.dtype": ("fp32", "fp16", "bf16"),
     "degradation.downsample": ("box", "bicubic"),
+    "latent.init": ("inversion", "noised", "noise"),
+    "latent.vae_tiling": ("auto", "off"),
 }
 POSITIVE = ("sampler.steps", "sampler.average", "runtime.chunk", "runtime.micro_batch", "classical.iterations")
 
@@ -38,7 +40,8 @@ class DegradationConfig:
     mask: str | None = None        # inpaint: image, video or folder; non-zero = missing
     boxes: tuple[str, ...] = ()    # inpaint: X,Y,W,H rectangles
     dilate: int = 0                # inpaint: grow the mask by N pixels
-    trust_propagated: bool = True  # inpaint: pixels another frame shows are kept, not re-sampled
+    trust_propagated: bool = True  # inpaint: pixels another frame shows, interpolate: pixels both
+    #                                neighbours' flow warps agree on, are kept, not re-sampled
     factor: int = 2                # interpolate: frame-rate factor
 
 
@@ -51,6 +54,20 @@ class SamplerConfig:
     noise: str = "shared"          # independent | shared | warped (moves with the optical flow)
     start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
     average: int = 1               # average this many samples (higher PSNR, N× the time)
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """Latent priors (Stable Diffusion / SDXL) and the VISION-XL sampler; ignored by pixel priors."""
+
+    init: str = "inversion"        # inversion (batch-consistent, VISION-XL) | noised | noise
+    inversion_t: int = 300         # inversion / noised: only the schedule's timesteps <= this are sampled
+    lpf_scale: float = 2.0         # scheduled low-pass σ = √(lpf_scale (1 − ᾱ_t)) before re-encoding; 0 = off
+    prompt: str = ""               # text conditioning (computed once)
+    negative_prompt: str = ""
+    guidance_scale: float = 1.0    # classifier-free guidance; 1 = off (one UNet pass per frame)
+    vae: str | None = None         # another VAE folder / hub id (e.g. an fp16-safe SDXL VAE)
+    vae_tiling: str = "auto"       # auto: VAE tiles for frames larger than its sample_size (or --tile) | off
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,7 @@ class RunConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     io: OutputConfig = field(default_factory=OutputConfig)
@@ -248,7 +266,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         if _get(cfg, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {_get(cfg, key)}")
     for key in ("io.fps", "sampler.eta", "sampler.gamma", "degradation.sigma_y", "classical.smoothness",
-                "guidance.equivariance"):
+                "guidance.equivariance", "latent.lpf_scale", "latent.guidance_scale"):
         value = _get(cfg, key)
         if not math.isfinite(value) or value < 0 or (key == "io.fps" and value == 0):
             raise UsageError(f"{key} must be a finite {'positive' if key == 'io.fps' else 'non-negative'} number, "
@@ -261,6 +279,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UsageError(f"runtime.tile must be at least 16 pixels, got {cfg.runtime.tile}")
     if cfg.runtime.overlap < 0:
         raise UsageError(f"runtime.overlap must be >= 0, got {cfg.runtime.overlap}")
+    if cfg.latent.inversion_t < 0:
+        raise UsageError(f"latent.inversion_t must be >= 0, got {cfg.latent.inversion_t}")
     if not 0.0 <= cfg.sampler.eta <= 1.0:
         raise UsageError(f"sampler.eta must be in [0, 1], got {cfg.sampler.eta}")
     return cfg
