@@ -75,7 +75,7 @@ class VideoWriter:
     ``.mkv``: FFV1 level 3 in bgr0, which holds RGB24 bit-exactly.
     No suffix or an existing directory: lossless PNGs ``000000.png, 000001.png, ...``.
 
-    The frame rate goes to ffmpeg as the exact rational (``-framerate 30000/1001``).
+    The frame rate goes to ffmpeg as the exact rational (``-r 30000/1001``).
     With ``audio_from`` (a video file) its audio tracks are copied unchanged into
     video outputs, or re-encoded to AAC if the container refuses the codec.
     An existing output raises ``OutputError`` unless ``overwrite`` (it is then
@@ -308,7 +308,8 @@ class VideoWriter:
             "-v", "error",
             "-f", "rawvideo", "-pix_fmt", "rgb24",
             "-video_size", f"{self.width}x{self.height}",
-            "-framerate", rate,
+            # input-side -r, not the rawvideo demuxer's -framerate, which turns 120000/1001 into 120
+            "-r", rate,
             "-i", "pipe:0",
         ]
         if self.audio_from is not None:
