@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""Super-resolution benchmark on clips made from the held-out stills (known pans and zooms).
+"""Super-resolution benchmark: `vidrestore evaluate` on clips made from the held-out stills (known motion).
 
-    python scripts/bench_superres.py                 # x4 and x8, writes docs/benchmarks.md
-    python scripts/bench_superres.py --quick         # one clip, x4 only, no performance section
+    python scripts/bench_superres.py --scales 4      # noise / guidance ablation at x4, writes docs/benchmarks.md
+    python scripts/bench_superres.py --section superres-presets   # the presets, x4
+    python scripts/bench_superres.py --quick         # one clip, x4 only
+    python scripts/bench_superres.py --performance-only           # overhead and memory of the default preset
 
-Methods: bicubic and Lanczos (OpenCV), `--model none` (classical least squares),
-the diffusion prior with `--noise independent` and with `--noise shared` (the
-default preset), and the `superres-fidelity` preset. Every diffusion run goes
-through the CLI in its own process; outputs are lossless and scored against
-the ground truth: PSNR, SSIM, warping error (flow from the truth) and flicker
-(warping error of output − truth).
+Sections: `superres` ablates noise and guidance on top of the `superres`
+preset (bicubic, Lanczos, `--model none`, independent / shared / warped noise
+without guidance, shared / warped noise with equivariance guidance λ = 0.5);
+`superres-presets` compares the presets with Lanczos. Every clip is one
+`vidrestore evaluate` run (solver methods through the pipeline, outputs
+lossless, scored against the ground truth: PSNR, SSIM, warping error with flow
+from the truth, flicker = warping error of output − truth); the tables are
+the means of the reports' `metrics.json` over the clips.
 """
 from __future__ import annotations
 
@@ -19,25 +23,28 @@ from pathlib import Path
 
 import torch
 
-from benchlib import (ROOT, make_clips, markdown_table, method_runs, read_clip, run_classical, run_cli, run_cli_methods, score,
-                      summary_rows, write_lossless, write_section)
-from vidrestore import baselines
+from benchlib import (ROOT, evaluate_clips, make_clips, markdown_table, run_cli, summary_rows, truth_warping_error,
+                      write_lossless, write_section)
 from vidrestore.operators import BoxDownsample
 from vidrestore.priors import load_pixel_prior
 from vidrestore.samplers import ddim_timesteps
 from clips import quantize
 
-DIFFUSION_METHODS = {
-    "diffusion, independent noise": ["--noise", "independent"],
-    "diffusion, shared noise": ["--noise", "shared"],
-    "diffusion, warped noise": ["--noise", "warped"],
-    "diffusion, shared noise + equivariance 0.5": ["--noise", "shared", "--set", "guidance.equivariance=0.5"],
-    "diffusion, warped noise + equivariance 0.5": ["--noise", "warped", "--set", "guidance.equivariance=0.5"],
-    "diffusion, superres-fidelity": ["--preset", "superres-fidelity"],
-    "diffusion, superres (default preset)": ["--preset", "superres"],
-    "diffusion, superres-fast": ["--preset", "superres-fast"],
+#: evaluate --variant runs of the ablation: noise and guidance set explicitly on top of the superres preset
+ABLATION = [
+    "independent:sampler.noise=independent,guidance.equivariance=0",
+    "shared:sampler.noise=shared,guidance.equivariance=0",
+    "warped:sampler.noise=warped,guidance.equivariance=0",
+    "shared+eq0.5:sampler.noise=shared,guidance.equivariance=0.5",
+    "warped+eq0.5:sampler.noise=warped,guidance.equivariance=0.5",
+]
+SECTIONS = {
+    "superres": dict(methods=["bicubic", "lanczos", "none", "diffusion"], variants=ABLATION),
+    "superres-presets": dict(methods=["lanczos", "diffusion"],
+                             presets=["superres", "superres-fast", "superres-fidelity"]),
 }
-KEYS = ["psnr", "ssim", "warping_error", "flicker", "sec_per_frame", "peak_memory_mb"]
+KEYS = ["psnr", "ssim", "warping_error", "flicker", "seconds_per_frame", "peak_memory_mb"]
+HEADER = ["method", "PSNR dB", "SSIM", "warping error", "flicker", "s / frame", "peak MB"]
 
 
 def parse_args():
@@ -50,24 +57,14 @@ def parse_args():
                    help="clips for x4 (still-motion; motions: pan, zoom, wobble)")
     p.add_argument("--clips8", nargs="+", default=["coffee-pan", "chelsea-wobble"], help="clips for x8")
     p.add_argument("--model", default=None, help="prior for the diffusion methods (default: embedded)")
-    p.add_argument("--methods", nargs="*", default=None, help="subset of method names")
+    p.add_argument("--methods", nargs="*", default=None, help="subset of evaluate's method names")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_superres")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--section", default="superres", help="docs/benchmarks.md section to (re)write")
+    p.add_argument("--section", default="superres", choices=list(SECTIONS), help="docs/benchmarks.md section")
     p.add_argument("--performance-only", action="store_true",
                    help="only the performance section (overhead and memory of the default preset)")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     return p.parse_args()
-
-
-def run_methods(lr_path, truth, scale, work, args) -> dict[str, dict]:
-    lr = read_clip(lr_path)
-    rows = {}
-    rows.update(run_classical({"bicubic": lambda: baselines.upscale(lr, scale, "bicubic"),
-                               "Lanczos": lambda: baselines.upscale(lr, scale, "lanczos")}, truth, score, args.methods))
-    rows.update(run_cli_methods(["superres", lr_path, "-x", scale], method_runs(DIFFUSION_METHODS, args.model), work,
-                                truth, score, args.methods))
-    return rows
 
 
 def forward_only_seconds(model, shape, steps: int, chunk: int = 16) -> float:
@@ -90,45 +87,38 @@ def main():
             write_section("superres-performance", text)
         return
     scales = [4] if args.quick else args.scales
+    options = SECTIONS[args.section] | ({"methods": args.methods} if args.methods else {})
     sections = []
     for scale in scales:
         h, w = args.lr_size[0] * 4, args.lr_size[1] * 4
-        lr_h, lr_w = h // scale, w // scale
         wanted = ["coffee-pan"] if args.quick else (args.clips4 if scale == 4 else args.clips8)
         clips = {k: v for k, v in make_clips((h, w), args.frames, motions=("pan", "zoom", "wobble")).items()
                  if k in wanted}
-        per_method: dict[str, list[dict]] = {}
-        for clip_name, truth in clips.items():
-            work = args.work / f"x{scale}" / clip_name
-            work.mkdir(parents=True, exist_ok=True)
-            write_lossless(work / "truth.mkv", truth)
-            lr_path = write_lossless(work / "input.mkv", quantize(BoxDownsample(scale).A(truth)))
-            rows = run_methods(lr_path, truth, scale, work, args)
-            truth_warp = score(truth, truth)["warping_error"]
-            for name, row in rows.items():
-                per_method.setdefault(name, []).append(row | {"truth_warping_error": truth_warp})
-                print(f"x{scale} {clip_name:16s} {name:36s} PSNR {row['psnr']:.2f} SSIM {row['ssim']:.3f} "
-                      f"warp {row['warping_error']:.5f} flicker {row['flicker']:.5f} "
-                      f"s/frame {row['sec_per_frame']:.3f}", flush=True)
-        table = summary_rows(per_method, KEYS)
-        truth_warp = sum(r["truth_warping_error"] for r in next(iter(per_method.values()))) / len(clips)
-        residuals = {n: max(r["residual"] for r in rows) for n, rows in per_method.items() if "residual" in rows[0]}
+        per_method, commands = evaluate_clips(clips, "superres", ["-x", scale], args.work / args.section / f"x{scale}",
+                                              model=args.model, **options)
+        residuals = {n: max(r["data_consistency_residual"] for r in rows) for n, rows in per_method.items()
+                     if rows[0]["kind"] == "solver"}
         sections.append(
             f"### x{scale} box super-resolution ({len(clips)} clips: {', '.join(clips)}; "
-            f"{args.frames} frames of {w}x{h} from {lr_w}x{lr_h})\n\n"
-            + markdown_table(["method", "PSNR dB", "SSIM", "warping error", "flicker", "s / frame", "peak MB"], table)
-            + f"\n\nWarping error of the ground truth itself: {truth_warp:.5f}. Largest data-consistency residual "
-            + "‖Ax̂−y‖/‖y‖ (before 8-bit rounding): "
+            f"{args.frames} frames of {w}x{h} from {w // scale}x{h // scale})\n\n"
+            f"Per clip: `{commands[0]}` (then the other clips).\n\n"
+            + markdown_table(HEADER, summary_rows(per_method, KEYS))
+            + f"\n\nWarping error of the ground truth itself: {truth_warping_error(per_method):.5f}. Largest "
+            "data-consistency residual ‖Ax̂−y‖/‖y‖ (before 8-bit rounding): "
             + ", ".join(f"{n}: {v:.2e}" for n, v in residuals.items()) + ".\n")
-        print(sections[-1])
-
-    if not args.quick and not args.no_write and args.section == "superres":
-        write_section("superres-performance", performance_section(args))
+        print(sections[-1], flush=True)
     if not args.no_write:
-        command = "python scripts/bench_superres.py" + (
-            f" --section {args.section} --methods " + " ".join(f"'{m}'" for m in args.methods) if args.methods else "")
-        text = (f"{'## Super-resolution' if args.section == 'superres' else '### Presets'}\n\nCommand: `{command}` "
-                "(CPU: 2 cores; diffusion runs are whole CLI runs, model loading and I/O included).\n\n"
+        command = "python scripts/bench_superres.py" + ("" if args.quick else " --scales " + " ".join(map(str, scales)))
+        command += (" --quick" if args.quick else "") + (f" --section {args.section}" if args.section != "superres"
+                                                           else "")
+        command += (" --methods " + " ".join(args.methods)) if args.methods else ""
+        variants = "" if args.section != "superres" else (
+            "; the diffusion rows are `--variant` runs that set noise and guidance explicitly on top of the "
+            "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations")
+        text = (f"{'## Super-resolution' if args.section == 'superres' else '### Presets'}\n\nCommand: "
+                f"`{command}`, which runs `vidrestore evaluate` on each clip and averages the reports' "
+                "`metrics.json` (CPU: 2 cores; baselines timed on their computation alone, `none` and diffusion as "
+                f"whole pipeline runs, model loading and I/O included{variants}).\n\n"
                 + "\n".join(sections))
         write_section(args.section, text)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from clips import camera_clip, quantize, wobble_clip
 from stills import held_out_stills
 from vidrestore import metrics as M
 from vidrestore.io import VideoWriter, read_frames, to_tensor, to_uint8
+from vidrestore.report import markdown_table  # noqa: F401  (the benchmarks' tables, as evaluate's)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_MD = ROOT / "docs" / "benchmarks.md"
@@ -76,17 +78,6 @@ def mean_rows(rows: list[dict], keys: list[str]) -> dict:
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys if all(r.get(k) is not None for r in rows)}
 
 
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.4g}" if abs(v) < 1e-2 and v != 0 else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def write_section(name: str, text: str, path: Path = BENCH_MD) -> None:
     """Replace (or append) the section between `<!-- name -->` markers in docs/benchmarks.md."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +125,64 @@ def run_cli_methods(command: list, runs: dict[str, list], work: Path, truth: tor
             "sec_per_frame": m["seconds"] / truth.shape[0], "nfe": m["nfe"], "seconds": m["seconds"],
             "peak_memory_mb": m["peak_memory_mb"], "residual": m["data_consistency_residual"]}
     return rows
+
+
+def evaluate_command(reference: Path, task: str, task_args: list, report: Path, *, methods=None, presets=(),
+                     noise=(), variants=(), sets=(), model=None) -> list[str]:
+    """The `vidrestore evaluate` arguments for one clip (methods / presets / noise comma-joined as the CLI takes them)."""
+    args = ["evaluate", reference, "--task", task, *task_args, "-o", report]
+    for option, values in (("--methods", methods), ("--presets", presets), ("--noise", noise)):
+        if values:
+            args += [option, ",".join(values)]
+    args += [a for v in variants for a in ("--variant", v)] + [a for s in sets for a in ("--set", s)]
+    args += ["--model", model] if model else []
+    return [str(a) for a in args]
+
+
+def run_evaluate(args: list[str]) -> dict:
+    """Run `vidrestore evaluate` in a fresh process (`--progress json`), echo each finished method, return metrics.json."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "vidrestore", *args, "--overwrite", "--progress", "json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "method_done":
+            print(f"  {event['method']:28s} PSNR {event['psnr']:.2f}  {event['seconds']:.1f} s", flush=True)
+    stderr = proc.stderr.read()
+    if proc.wait() != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr}")
+    return json.loads((Path(args[args.index("-o") + 1]) / "metrics.json").read_text())
+
+
+def evaluate_clips(clips: dict[str, torch.Tensor], task: str, task_args, work: Path, *, fps: Fraction = Fraction(24),
+                   **options) -> tuple[dict[str, list[dict]], list[str]]:
+    """Write each clip losslessly to `work/<clip>/reference.mkv`, run `vidrestore evaluate` on it, gather the reports.
+
+    `task_args`: the task's options, a list, or a function (clip name, clip folder) -> list (e.g. to write a
+    per-clip mask); `options`: evaluate_command's keywords. Returns ({method: [report row per clip]}, the
+    commands run, as a user would type them); each row has the clip's `truth_warping_error` added.
+    """
+    per_method: dict[str, list[dict]] = {}
+    commands = []
+    for name, truth in clips.items():
+        folder = work / name
+        folder.mkdir(parents=True, exist_ok=True)
+        reference = write_lossless(folder / "reference.mkv", truth, fps)
+        extra = task_args(name, folder) if callable(task_args) else task_args
+        args = evaluate_command(reference, task, extra, folder / "report", **options)
+        shown = [a.replace(f"{ROOT}/", "") for a in args]  # repository-relative paths in the docs
+        commands.append(" ".join(["vidrestore", *(shlex.quote(a) for a in shown)]))
+        print(commands[-1], flush=True)
+        report = run_evaluate(args)
+        for method, row in report["methods"].items():
+            per_method.setdefault(method, []).append(row | {"truth_warping_error": report["truth_warping_error"]})
+    return per_method, commands
+
+
+def truth_warping_error(per_method: dict[str, list[dict]]) -> float:
+    """The mean over clips of the reference's own warping error."""
+    rows = next(iter(per_method.values()))
+    return sum(r["truth_warping_error"] for r in rows) / len(rows)
 
 
 def summary_rows(per_method: dict[str, list[dict]], keys: list[str]) -> list[list]:
