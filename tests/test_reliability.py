@@ -168,13 +168,14 @@ def test_variable_rate_and_deep_inputs_are_handled_with_a_warning(tmp_path):
     import imageio_ffmpeg
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    vfr, deep = tmp_path / "vfr.mp4", tmp_path / "deep.mkv"
-    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-frames:v", "20",
-                    "-vf", "setpts='if(lt(N,10),N/25,(N+10)/25)/TB'", "-fps_mode", "passthrough", "-c:v", "libx264",
-                    "-pix_fmt", "yuv420p", str(vfr)], check=True)
+    vfr, vfr_mkv, deep = tmp_path / "vfr.mp4", tmp_path / "vfr_mkv.mkv", tmp_path / "deep.mkv"
+    for path in (vfr, vfr_mkv):  # .mkv lists no average rate: found from the timestamps
+        subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-frames:v", "20",
+                        "-vf", "setpts='if(lt(N,10),N/25,(N+10)/25)/TB'", "-fps_mode", "passthrough", "-c:v",
+                        "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
     subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-frames:v", "5",
                     "-pix_fmt", "yuv420p10le", "-c:v", "libx264", str(deep)], check=True)
-    for source, note in ((vfr, "variable frame rate"), (deep, "more than 8 bits")):
+    for source, note in ((vfr, "variable frame rate"), (vfr_mkv, "variable frame rate"), (deep, "more than 8 bits")):
         out = tmp_path / f"{source.stem}_out.mkv"
         result = run("superres", source, "-x", 2, "-o", out, "--model", "none", "--quiet")
         assert result.exit_code == 0, result.output
@@ -182,3 +183,4 @@ def test_variable_rate_and_deep_inputs_are_handled_with_a_warning(tmp_path):
     from vidrestore.io import probe
 
     assert probe(tmp_path / "vfr_out.mkv").frame_count == 20  # every frame kept, at the average rate
+    assert probe(tmp_path / "vfr_mkv_out.mkv").notes == ()  # what vidrestore writes is constant-rate

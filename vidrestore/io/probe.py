@@ -157,6 +157,7 @@ _TBR_RE = re.compile(r"(\d+(?:\.\d+)?k?) tbr")
 _DEEP_RE = re.compile(r"\b\w+p(?:9|10|12|14|16)(?:le|be)?\b")
 _ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 _FRAME_RE = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
+_OUT_TIME_RE = re.compile(r"^out_time_us=\s*(\d+)\s*$", re.MULTILINE)
 
 
 @dataclass
@@ -170,6 +171,7 @@ class _Streams:
     rotation: float = 0.0
     has_video: bool = False
     has_audio: bool = False
+    span_s: float | None = None  # last video timestamp, from counting (containers without an average rate)
 
 
 def _parse_streams(stderr: str) -> _Streams:
@@ -241,6 +243,8 @@ def _inspect(path: Path, count: bool) -> tuple[_Streams, int | None]:
     frames = _FRAME_RE.findall(result.stdout)
     if not frames:
         raise InputError(f"{path}: could not count frames ({_ffmpeg.last_error(result.stderr)})")
+    out_time = _OUT_TIME_RE.findall(result.stdout)
+    streams.span_s = int(out_time[-1]) / 1e6 if out_time else None
     return streams, int(frames[-1])
 
 
@@ -294,8 +298,13 @@ def probe(path: Path | str, folder_fps: Fraction | int | str = Fraction(25)) -> 
         tbr = parse_fps(streams.tbr_text) if streams.tbr_text else fps
     except ValueError:
         tbr = fps
-    if abs(float(tbr) - float(fps)) > 0.01 * float(fps):
-        notes.append(f"variable frame rate: frames are kept in order at the average rate {float(fps):.3f} fps "
+    # .mp4 lists an average rate next to the nominal one; .mkv lists only the nominal rate, so
+    # compare the last timestamp with where a constant rate would put it (±2 frames: reordering)
+    expected_span = (frame_count - 1) / float(fps)
+    timestamps_off = (streams.span_s is not None
+                      and abs(streams.span_s - expected_span) > 2.0 / float(fps) + 0.02 * expected_span)
+    if abs(float(tbr) - float(fps)) > 0.01 * float(fps) or timestamps_off:
+        notes.append(f"variable frame rate: frames are kept in order at {float(fps):.3f} fps "
                      f"(timestamps are not preserved)")
     if streams.high_bit_depth:
         notes.append("more than 8 bits per sample: frames are restored and written with 8 bits")
