@@ -11,6 +11,7 @@ from vidrestore.metrics import (
     data_consistency_residual,
     flicker,
     psnr,
+    psnr_masked,
     psnr_per_frame,
     ssim,
     ssim_per_frame,
@@ -151,3 +152,48 @@ def test_data_consistency_residual():
     assert data_consistency_residual(A, x, torch.zeros_like(y)) == pytest.approx(2 * math.sqrt(8))
     with pytest.raises(ValueError):
         data_consistency_residual(A, x, torch.zeros(3))
+
+
+# ------------------------------------------------------------------ hand-computed values (known flows)
+
+
+def _translation(n: int, shift: int, h: int = 12, w: int = 16):
+    """A clip whose content moves `shift` pixels right per frame, with its exact forward and backward flows."""
+    big = torch.from_numpy(texture(h, w + shift * n)).permute(2, 0, 1)
+    clip = torch.stack([big[:, :, (n - k) * shift:(n - k) * shift + w] for k in range(n)])
+    fwd = torch.zeros(n - 1, 2, h, w)
+    fwd[:, 0] = shift  # a(p) = b(p + (shift, 0))
+    return clip, (fwd, -fwd)
+
+
+def test_warping_error_of_an_integer_translation_with_its_flow_is_zero():
+    clip, flows = _translation(4, 2)
+    assert torch.equal(clip[1][:, :, 2:], clip[0][:, :, :-2])  # the content really moves right
+    assert warping_error_per_pair(clip, flows=flows) == [0.0, 0.0, 0.0]
+    # a wrong flow (no motion) is not zero
+    zero = torch.zeros_like(flows[0])
+    assert warping_error(clip, flows=(zero, zero)) > 1e-3
+
+
+def test_warping_error_and_flicker_hand_computed():
+    ref = torch.full((3, 1, 8, 8), 0.5, dtype=torch.float64)
+    zero = torch.zeros(2, 2, 8, 8, dtype=torch.float64)  # static: every pixel valid
+    x = ref + torch.tensor([0.0, 0.1, 0.3], dtype=torch.float64).view(3, 1, 1, 1)
+    # per pair: (e_i − e_{i+1})² = 0.01 and 0.04
+    assert warping_error_per_pair(x, flows=(zero, zero)) == pytest.approx([0.01, 0.04], abs=1e-15)
+    assert flicker(x, ref, flows=(zero, zero)) == pytest.approx(0.025, abs=1e-15)
+    # a constant error does not flicker however large it is
+    assert flicker(ref + 0.3, ref, flows=(zero, zero)) == 0.0
+
+
+def test_psnr_masked_hand_computed():
+    ref = torch.zeros(2, 3, 4, 4, dtype=torch.float64)
+    x = ref.clone()
+    x[:, :, :2] = 0.1  # error 0.1 in the top half only: MSE 0.01 there
+    top = torch.zeros(2, 1, 4, 4)
+    top[:, :, :2] = 1
+    assert psnr_masked(x, ref, top) == pytest.approx(20.0, abs=1e-9)
+    assert psnr_masked(x, ref, 1 - top) == math.inf
+    # frame 0 only: MSE 0.01 · 1/2 (half its pixels are wrong) → 10·log10(200)
+    assert psnr_masked(x, ref, torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)) == pytest.approx(10 * math.log10(200), abs=1e-9)
+    assert math.isnan(psnr_masked(x, ref, torch.zeros(1, 1, 1, 1)))
