@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -46,6 +47,16 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 NoResume = Annotated[bool, typer.Option("--no-resume", help="Start over instead of continuing an interrupted run from <output>.partial/.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (for scripts).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+MicroBatch = Annotated[Optional[int], typer.Option("--micro-batch", help="Frames per network call (memory vs speed); the result does not change.")]
+Vae = Annotated[Optional[str], typer.Option("--vae", help="Stable Diffusion / SDXL: another VAE (folder or hub id), e.g. madebyollin/sdxl-vae-fp16-fix for fp16.")]
+Prompt = Annotated[Optional[str], typer.Option("--prompt", help="Stable Diffusion / SDXL: text conditioning (default: the empty prompt).")]
+Guidance = Annotated[Optional[float], typer.Option("--guidance", help="Stable Diffusion / SDXL: classifier-free guidance scale (default 1 = off; >1 costs two UNet passes).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the estimated memory and time per frame and the resolved config, then exit.")]
+
+
+def _latent(micro_batch, vae, prompt, guidance) -> dict:
+    return {"runtime.micro_batch": micro_batch, "latent.vae": vae, "latent.prompt": prompt,
+            "latent.guidance_scale": guidance}
 
 
 class ProgressDisplay:
@@ -87,14 +98,23 @@ def _error(exc: VidrestoreError, debug: bool) -> None:
 
 
 def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, debug: bool, inputs: list[str],
-         **flags) -> None:
+         dry_run: bool = False, **flags) -> None:
     from vidrestore.batch import expand_inputs, is_video_folder
 
     try:
         paths = expand_inputs(inputs)
-        config = resolve_config(task, preset, sets or [], flags | {"quiet": quiet, "input": str(paths[0])})
-        from vidrestore.pipeline import restore  # heavy imports only when a command runs
+        from vidrestore.pipeline import default_preset, estimate_run, restore  # heavy imports only when a command runs
 
+        preset = preset or default_preset(task, flags.get("model"))
+        config = resolve_config(task, preset, sets or [], flags | {"quiet": quiet, "input": str(paths[0])})
+        if dry_run:  # the estimate and the resolved config, nothing else
+            estimate = estimate_run(config)
+            if not quiet:
+                stderr.print(f"vidrestore: {estimate.line()}", markup=False, highlight=False, soft_wrap=True)
+            print(json.dumps({"estimate": estimate.to_dict(), "config": config.to_dict()}, indent=2))
+            return
+        if not quiet:
+            _print_estimate(config, estimate_run, debug)
         if len(inputs) > 1 or len(paths) > 1 or is_video_folder(Path(inputs[0])):
             return _run_batch(config, paths, restore, quiet, debug)
         result = restore(config, progress_factory=None if quiet else ProgressDisplay)
@@ -105,6 +125,17 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
         raise typer.Exit(exc.exit_code)
     if not quiet:
         stdout.print(_summary(result))
+
+
+def _print_estimate(config, estimate_run, debug: bool) -> None:
+    """The estimate before a run; a run never fails because of its estimate (restore reports real problems)."""
+    try:
+        line = estimate_run(config).line()
+    except Exception:  # noqa: BLE001 - e.g. a model that restore will report in its own words
+        if debug:
+            traceback.print_exc()
+        return
+    stderr.print(f"vidrestore: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool) -> None:
@@ -156,12 +187,13 @@ def superres(
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
     crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    quiet: Quiet = False, debug: Debug = False,
+    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
+    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Super-resolve a video by 2x-8x."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("superres", preset, set_, quiet, debug, input, **flags,
+    _run("superres", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
          **{"degradation.scale": scale, "degradation.downsample": degradation})
 
 
@@ -175,12 +207,13 @@ def inpaint(
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
     crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    quiet: Quiet = False, debug: Debug = False,
+    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
+    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Fill missing regions of a video."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("inpaint", preset, set_, quiet, debug, input, **flags,
+    _run("inpaint", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
          **{"degradation.mask": str(mask) if mask else None, "degradation.boxes": box or None,
             "degradation.dilate": dilate})
 
@@ -195,12 +228,13 @@ def deblur(
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
     crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    quiet: Quiet = False, debug: Debug = False,
+    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
+    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Remove spatial and/or temporal (frame-averaging) blur."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("deblur", preset, set_, quiet, debug, input, **flags,
+    _run("deblur", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
          **{"degradation.kernel": kernel, "degradation.temporal": temporal, "degradation.sigma_y": sigma_y})
 
 
@@ -212,12 +246,13 @@ def interpolate(
     seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
     tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
     crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    quiet: Quiet = False, debug: Debug = False,
+    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
+    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
 ) -> None:
     """Raise the frame rate k times by inventing the frames in between."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("interpolate", preset, set_, quiet, debug, input, **flags, **{"degradation.factor": factor})
+    _run("interpolate", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance), **{"degradation.factor": factor})
 
 
 class EvaluateProgress:

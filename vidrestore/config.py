@@ -24,6 +24,7 @@ CHOICES = {  # keys whose values come from a fixed set
     "sampler.noise": ("independent", "shared", "warped"),
     "runtime.dtype": ("fp32", "fp16", "bf16"),
     "degradation.downsample": ("box", "bicubic"),
+    "guidance.sampling": ("bilinear", "bicubic"),
     "latent.init": ("inversion", "noised", "noise"),
     "latent.vae_tiling": ("auto", "off"),
 }
@@ -73,6 +74,7 @@ class LatentConfig:
 @dataclass(frozen=True)
 class GuidanceConfig:
     equivariance: float = 0.0      # equivariance self-guidance weight λ (0 = off; 0 < λ < 2, 1 = a full 1/L step)
+    sampling: str = "bilinear"     # how the guidance warps read between pixels: bilinear | bicubic
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,18 @@ import numpy as np
 import torch
 
 from vidrestore import metrics as M
-from vidrestore.config import RunConfig
-from vidrestore.errors import DeviceError, InputError, OutputError
+from vidrestore.config import RunConfig, available_presets
+from vidrestore.errors import DeviceError, InputError, ModelError, OutputError, VidrestoreError
 from vidrestore.io import VideoInfo, VideoWriter, output_kind, probe, read_frames, to_tensor, to_uint8
 from vidrestore.operators import LinearOperator
-from vidrestore.priors import load_pixel_prior
+from vidrestore.priors import LatentDenoiser, PixelDenoiser, load_prior, model_kind, resolve_model_location
+from vidrestore.priors.estimate import Estimate, estimate, latent_network_cost, pixel_network_cost, read_config
+from vidrestore.priors.loading import hub_offline
 from vidrestore.resume import PartialRun, ResumeState, run_key
 from vidrestore.samplers import EquivarianceGuidance, dds_sample, ddim_timesteps, least_squares, make_noise_sampler
+from vidrestore.samplers.latent_dds import latent_dds_sample, latent_motion, latent_timesteps
 from vidrestore.tasks import Task, iter_mask_frames, make_task
-from vidrestore.temporal import window_motion
+from vidrestore.temporal import detect_scene_cuts, window_motion
 
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
@@ -215,6 +218,8 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     if prior is None:
         return least_squares(operator, y, smoothness=cfg.classical.smoothness, iterations=cfg.classical.iterations,
                              x_init=x_init)
+    if isinstance(prior, LatentDenoiser):
+        return restore_window_latent(prior, operator, y, frames, cfg, x_init, on_step)
     s = cfg.sampler
     partial = s.start_t < prior.num_train_timesteps
     timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
@@ -223,7 +228,8 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     # warped noise and equivariance guidance follow the flow of the initial estimate
     needs_motion = s.noise == "warped" or weight > 0
     motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
-    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd) if weight > 0 else None
+    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd,
+                                    sampling=cfg.guidance.sampling) if weight > 0 else None
     total = None
     for k in range(s.average):
         seed = cfg.runtime.seed + 7919 * k
@@ -234,6 +240,100 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
                        callback=(lambda i, t: on_step()) if on_step else None, guidance=guidance)
         total = x if total is None else total + x
     return total / s.average
+
+
+def restore_window_latent(prior: LatentDenoiser, operator: LinearOperator, y: torch.Tensor, frames: list[int],
+                          cfg: RunConfig, x_init: torch.Tensor, on_step: Callable[[], None] | None = None
+                          ) -> torch.Tensor:
+    """One window with a latent prior (VISION-XL); `sampler.start_t` is replaced by `latent.inversion_t`."""
+    s, lat = cfg.sampler, cfg.latent
+    timesteps = latent_timesteps(s.steps, prior.num_train_timesteps, lat.init, lat.inversion_t)
+    gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
+    weight = cfg.guidance.equivariance
+    # flows only where warped noise or guidance need them; scene cuts split the inversion into shots
+    needs_flow = s.noise == "warped" or weight > 0
+    motion = window_motion(x_init, getattr(operator, "known", None)) if needs_flow else None
+    cuts = motion.cuts if motion is not None else (detect_scene_cuts(x_init) if lat.init == "inversion" else [])
+    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd,
+                                    sampling=cfg.guidance.sampling) if weight > 0 else None
+    total = None
+    for k in range(s.average):
+        seed = cfg.runtime.seed + 7919 * k
+        if s.noise == "warped":  # the noise lives on the latent grid: so must its flows
+            latent_size = prior.latent_shape(*x_init.shape[-2:])[1:]
+            flows, masks = latent_motion(motion.flows_bwd, motion.valid_bwd, latent_size)
+            noise = make_noise_sampler("warped", seed, flows=flows, masks=masks, cuts=motion.cuts)
+        else:
+            noise = make_noise_sampler(s.noise, seed)
+        x = latent_dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
+                              cg_iterations=s.cg_iterations, gamma=gamma, lpf_scale=lat.lpf_scale, init=lat.init,
+                              x_init=x_init, cuts=cuts, callback=(lambda i, t: on_step()) if on_step else None,
+                              guidance=guidance)
+        total = x if total is None else total + x
+    return total / s.average
+
+
+def default_preset(task: str, model: str | None) -> str | None:
+    """The preset a task uses when none is given: `<task>-sdxl` / `<task>-sd` for a latent model
+    (the VISION-XL defaults), else None (the task's own)."""
+    if model in (None, "default", "none"):
+        return None
+    try:
+        kind = model_kind(model)
+    except VidrestoreError:
+        return None  # restore reports the model problem
+    candidates = {"sdxl": [f"{task}-sdxl", f"{task}-sd"], "sd": [f"{task}-sd"]}.get(kind, [])
+    return next((name for name in candidates if name in available_presets()), None)
+
+
+def estimate_run(cfg: RunConfig) -> Estimate:
+    """Estimated peak memory and time per frame of `cfg` on its device, from config files only (no weights)."""
+    input_path = Path(cfg.input)
+    if not input_path.exists():
+        raise InputError(f"{input_path}: no such file or folder")
+    info = probe(input_path, folder_fps=Fraction(cfg.io.fps).limit_denominator(1001))
+    task = make_task(cfg, info.width, info.height, info.frame_count)
+    height, width = info.height * task.spatial_scale, info.width * task.spatial_scale
+    frames = min(task.output_frame_count(min(cfg.runtime.chunk, info.frame_count)),
+                 task.output_frame_count(info.frame_count))
+    device = resolve_device(cfg.runtime.device)
+    dtype = resolve_dtype(cfg.runtime.dtype, device)
+    location = resolve_model_location(None if cfg.model == "default" else cfg.model)
+    if location is None:
+        return estimate(None, height=height, width=width, window_frames=frames, unet_passes=0, vae_passes=0,
+                        device=device, dtype=dtype)
+    offline = hub_offline(location)
+    kind = model_kind(None if cfg.model == "default" else cfg.model)
+    mb = min(cfg.runtime.micro_batch, frames)
+    if kind == "pixel":
+        unet_config = read_config(location, "unet/config.json", offline) or read_config(location, "config.json",
+                                                                                         offline)
+        if unet_config is None:
+            raise ModelError(f"cannot read the config of model {cfg.model!r} (not a local folder or cached)")
+        side = cfg.runtime.tile
+        cost = pixel_network_cost(unet_config, min(height, side or height), min(width, side or width), dtype, mb)
+        return estimate(cost, height=height, width=width, window_frames=frames,
+                        unet_passes=cfg.sampler.steps * cfg.sampler.average * (height * width) /
+                        (min(height, side or height) * min(width, side or width)), vae_passes=0,
+                        device=device, dtype=dtype)
+    lat = cfg.latent
+    unet_config = read_config(location, "unet/config.json", offline)
+    vae_location = location if lat.vae is None else (Path(lat.vae).expanduser() if Path(lat.vae).expanduser().exists()
+                                                     else lat.vae)
+    vae_config = read_config(vae_location, "vae/config.json", offline) or read_config(vae_location, "config.json",
+                                                                                      offline)
+    if unet_config is None or vae_config is None:
+        raise ModelError(f"cannot read the unet / vae configs of model {cfg.model!r}")
+    vae_dtype = torch.float32 if dtype == torch.float16 and vae_config.get("force_upcast") else dtype
+    cost = latent_network_cost(unet_config, vae_config, height, width, dtype, mb, kind == "sdxl", vae_dtype)
+    steps = len(latent_timesteps(cfg.sampler.steps, 1000, lat.init, lat.inversion_t))
+    passes = 2 if lat.guidance_scale != 1.0 and lat.prompt != lat.negative_prompt else 1
+    # per output frame: every step's UNet pass(es), decode + encode (no encode after the last step), and
+    # the inversion of one frame per chunk spread over the chunk
+    inversion = (steps - 1) / frames if lat.init == "inversion" else 0
+    return estimate(cost, height=height, width=width, window_frames=frames,
+                    unet_passes=(steps + inversion) * passes * cfg.sampler.average,
+                    vae_passes=(steps - 0.5) * cfg.sampler.average, device=device, dtype=dtype)
 
 
 def restore(cfg: RunConfig, progress_factory=None) -> dict:
@@ -259,9 +359,13 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     dtype = resolve_dtype(cfg.runtime.dtype, device)
-    prior = load_pixel_prior(None if cfg.model == "default" else cfg.model, device, dtype,
-                             micro_batch=cfg.runtime.micro_batch)
-    if prior is not None:
+    prior = load_prior(None if cfg.model == "default" else cfg.model, device, dtype,
+                       micro_batch=cfg.runtime.micro_batch, vae=cfg.latent.vae, prompt=cfg.latent.prompt,
+                       negative_prompt=cfg.latent.negative_prompt, guidance_scale=cfg.latent.guidance_scale,
+                       vae_tiling=cfg.latent.vae_tiling != "off")
+    if isinstance(prior, LatentDenoiser) and cfg.runtime.tile and cfg.latent.vae_tiling != "off":
+        prior.set_vae_tile(cfg.runtime.tile)
+    if isinstance(prior, PixelDenoiser):
         prior.tile = cfg.runtime.tile or auto_tile(out_h, out_w, cfg.runtime.micro_batch, device,
                                                     prior.unet.config.block_out_channels[0])
 
@@ -276,6 +380,10 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
         if reference is not None else None
     audio_from = input_path if (cfg.io.audio and info.has_audio and not output_kind(output) == "folder") else None
     steps_per_window = (cfg.sampler.steps * cfg.sampler.average) if prior is not None else 0
+    if isinstance(prior, LatentDenoiser):  # only the timesteps after the inversion run; CFG doubles them
+        steps_per_window = (len(latent_timesteps(cfg.sampler.steps, prior.num_train_timesteps, cfg.latent.init,
+                                                 cfg.latent.inversion_t))
+                            * cfg.sampler.average * (2 if prior.cfg_active else 1))
 
     partial = PartialRun(output, run_key(cfg), resume=cfg.runtime.resume)
     state = partial.load()
@@ -294,11 +402,15 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
             y = to_tensor(inputs.get(ys, ye)).to(device)
             operator = task.operator(masks.get(ys, ye) if masks is not None else None)
             y_solve, op_solve, x_init = task.window_problem(y, operator)
+            evaluated = prior.unet_evaluations if isinstance(prior, LatentDenoiser) else None
             x = restore_window(prior, op_solve, y_solve, list(range(xs, xe)), cfg, x_init=x_init,
                                on_step=(lambda: progress.step()) if progress else None)
-            network_evaluations += steps_per_window * (xe - xs)
+            # a latent prior counts its own UNet frames: the inversion's come on top of the sampling steps
+            network_evaluations += (prior.unet_evaluations - evaluated if evaluated is not None
+                                    else steps_per_window * (xe - xs))
             x = task.keep_known(x, y, operator)
-            running.add_residual(operator, x, y)
+            # inpainting: the input's pixels inside the holes are not measurements (A y keeps only the known ones)
+            running.add_residual(operator, x, operator.A(y) if cfg.task == "inpaint" else y)
             x = x.clamp(0, 1)
             if pending is not None:  # cross-fade the frames shared with the previous window
                 n_ov = pending.shape[0]
@@ -342,6 +454,10 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
         "noise": cfg.sampler.noise if prior is not None else None,
         "peak_memory_mb": round(peak_memory_mb(device), 1),
     }
+    if isinstance(prior, LatentDenoiser):
+        result.update({"prior": "sdxl" if prior.sdxl else "sd", "init": cfg.latent.init,
+                       "inversion_t": cfg.latent.inversion_t if cfg.latent.init != "noise" else None,
+                       "classifier_free_guidance": prior.cfg_active})
     result.update(running.summary())
     result["warnings"] = [f"{input_path}: {note}" for note in info.notes]
     _write_json(Path(cfg.metrics) if cfg.metrics else sidecar_path(output, "metrics.json"), result)

@@ -78,6 +78,14 @@ class LatentDenoiser:
             vae.enable_tiling()  # diffusers tiles only frames larger than the VAE's sample_size
         self.unet_evaluations = 0  # frames through the UNet (counting both CFG passes), for the metrics
 
+    def set_vae_tile(self, pixels: int) -> None:
+        """Encode / decode frames larger than `pixels` in overlapping tiles of that size (blended by diffusers)."""
+        pixels = max(self.factor * 4, pixels - pixels % self.factor)
+        self.vae.enable_tiling()
+        self.vae.tile_sample_min_size = pixels
+        self.vae.tile_latent_min_size = pixels // self.factor
+        self.vae_tiling = True
+
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device

@@ -19,6 +19,7 @@ from vidrestore.operators import Blur, LinearOperator, conjugate_gradient, gauss
 from vidrestore.priors.latent import LatentDenoiser
 from vidrestore.samplers.guidance import GuidanceHook
 from vidrestore.samplers.noise import INIT_STEP, NoiseSampler
+from vidrestore.samplers.schedules import ddim_timesteps
 
 StepCallback = Callable[[int, int], None]  # (step index, timestep)
 INITS = ("inversion", "noised", "noise")
@@ -129,3 +130,23 @@ def latent_dds_sample(
         sigma = (1 - a_next) ** 0.5
         z = a_next ** 0.5 * z0 + sigma * (eta * n + (1 - eta ** 2) ** 0.5 * eps)
     return x
+
+
+def latent_timesteps(steps: int, num_train_timesteps: int, init: str, inversion_t: int) -> list[int]:
+    """VISION-XL's schedule: `steps` DDIM timesteps over the whole range (the NFE of a full run), of which
+    only those ≤ `inversion_t` are sampled after an inversion / noised start (25 and 300: 8 steps)."""
+    timesteps = ddim_timesteps(steps, num_train_timesteps)
+    return timesteps if init == "noise" else [t for t in timesteps if t <= inversion_t]
+
+
+def latent_motion(flows: torch.Tensor, masks: torch.Tensor | None, size: tuple[int, int]
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pixel flows (F−1, 2, H, W) and trusted-pixel masks on the latent grid `size` (h, w), for warped
+    noise: flows area-averaged and rescaled to latent pixels; a latent pixel is trusted only if all its
+    pixels are."""
+    h, w = size
+    scale = torch.tensor([w / flows.shape[-1], h / flows.shape[-2]], dtype=flows.dtype, device=flows.device)
+    small = torch.nn.functional.adaptive_avg_pool2d(flows, (h, w)) * scale.view(1, 2, 1, 1)
+    if masks is None:
+        return small, None
+    return small, 1 - torch.nn.functional.adaptive_max_pool2d(1 - masks.float(), (h, w))
