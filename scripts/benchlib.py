@@ -16,7 +16,7 @@ import torch
 from clips import camera_clip, quantize, wobble_clip
 from stills import held_out_stills
 from vidrestore import metrics as M
-from vidrestore.io import VideoWriter, read_frames, to_tensor, to_uint8
+from vidrestore.evaluate import read_clip, write_clip  # noqa: F401  (read_clip: the benchmarks' reader)
 from vidrestore.report import markdown_table  # noqa: F401  (the benchmarks' tables, as evaluate's)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,13 +45,7 @@ def make_clips(size: tuple[int, int], frames: int, names=None, motions=("pan", "
 
 
 def write_lossless(path: Path, clip: torch.Tensor, fps: Fraction = Fraction(24)) -> Path:
-    with VideoWriter(path, fps, clip.shape[3], clip.shape[2], overwrite=True) as writer:
-        writer.write(to_uint8(clip))
-    return path
-
-
-def read_clip(path: Path) -> torch.Tensor:
-    return torch.cat([to_tensor(b) for b in read_frames(path, 64)])
+    return write_clip(path, clip, fps)
 
 
 def run_cli(args: list, metrics_path: Path) -> dict:

@@ -299,7 +299,7 @@ def evaluate(
     temporal: Annotated[Optional[str], typer.Option("--temporal", help="deblur: frame averaging uniform:K | gaussian:SIGMA.")] = None,
     sigma_y: Annotated[Optional[float], typer.Option("--sigma-y", help="deblur: Gaussian measurement noise std added to the input (0-1 range).")] = None,
     methods: Annotated[Optional[list[str]], typer.Option("--methods", help="Comma-separated subset: the task's baselines, initial, none, diffusion (every diffusion run) or a run's name. Default: all.")] = None,
-    presets: Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own).")] = None,
+    presets: Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own, unless --variant is given).")] = None,
     noise: Annotated[Optional[list[str]], typer.Option("--noise", help="Noise modes to run with each preset, comma-separated: independent, shared, warped.")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="An extra diffusion run NAME:KEY=VALUE[,KEY=VALUE...] (key preset picks the preset; repeatable).")] = None,
     set_: SetOpt = None, model: Model = None, seed: Seed = None, device: Device = None,
