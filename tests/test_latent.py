@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from helpers import read_clip, save_tiny_model, smooth_clip, write_clip  # noqa: E402
+from helpers import save_tiny_model, smooth_clip, write_clip  # noqa: E402
 from latent_models import save_tiny_latent_pipeline  # noqa: E402
 from vidrestore.cli import app  # noqa: E402
 from vidrestore.errors import ModelError  # noqa: E402

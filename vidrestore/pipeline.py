@@ -32,7 +32,7 @@ from vidrestore.resume import PartialRun, ResumeState, run_key
 from vidrestore.samplers import EquivarianceGuidance, dds_sample, ddim_timesteps, least_squares, make_noise_sampler
 from vidrestore.samplers.latent_dds import latent_dds_sample, latent_motion, latent_timesteps
 from vidrestore.tasks import Task, iter_mask_frames, make_task
-from vidrestore.temporal import detect_scene_cuts, window_motion
+from vidrestore.temporal import WindowMotion, detect_scene_cuts, window_motion
 
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
@@ -205,6 +205,19 @@ class RunningMetrics:
         return result
 
 
+def _window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tensor
+                     ) -> tuple[float, WindowMotion | None, EquivarianceGuidance | None]:
+    """DDS's γ, and the window's motion and equivariance guidance where warped noise or guidance need them."""
+    s, weight = cfg.sampler, cfg.guidance.equivariance
+    gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
+    # warped noise and equivariance guidance follow the flow of the initial estimate
+    needs_motion = s.noise == "warped" or weight > 0
+    motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
+    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd,
+                                    sampling=cfg.guidance.sampling) if weight > 0 else None
+    return gamma, motion, guidance
+
+
 def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: list[int], cfg: RunConfig,
                    x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
     """Restore one window of frames; returns x in [0, 1] (unclipped).
@@ -223,13 +236,7 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     s = cfg.sampler
     partial = s.start_t < prior.num_train_timesteps
     timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
-    gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
-    weight = cfg.guidance.equivariance
-    # warped noise and equivariance guidance follow the flow of the initial estimate
-    needs_motion = s.noise == "warped" or weight > 0
-    motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
-    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd,
-                                    sampling=cfg.guidance.sampling) if weight > 0 else None
+    gamma, motion, guidance = _window_coupling(cfg, operator, x_init)
     total = None
     for k in range(s.average):
         seed = cfg.runtime.seed + 7919 * k
@@ -248,14 +255,9 @@ def restore_window_latent(prior: LatentDenoiser, operator: LinearOperator, y: to
     """One window with a latent prior (VISION-XL); `sampler.start_t` is replaced by `latent.inversion_t`."""
     s, lat = cfg.sampler, cfg.latent
     timesteps = latent_timesteps(s.steps, prior.num_train_timesteps, lat.init, lat.inversion_t)
-    gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
-    weight = cfg.guidance.equivariance
-    # flows only where warped noise or guidance need them; scene cuts split the inversion into shots
-    needs_flow = s.noise == "warped" or weight > 0
-    motion = window_motion(x_init, getattr(operator, "known", None)) if needs_flow else None
+    gamma, motion, guidance = _window_coupling(cfg, operator, x_init)
+    # scene cuts split the inversion into shots
     cuts = motion.cuts if motion is not None else (detect_scene_cuts(x_init) if lat.init == "inversion" else [])
-    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd,
-                                    sampling=cfg.guidance.sampling) if weight > 0 else None
     total = None
     for k in range(s.average):
         seed = cfg.runtime.seed + 7919 * k

@@ -53,8 +53,8 @@ def _check(x: torch.Tensor, flows: torch.Tensor, masks: torch.Tensor | None) -> 
         raise ValueError(f"masks of shape {tuple(masks.shape)} do not fit a clip of shape {tuple(x.shape)}")
 
 
-def equivariance_energy(x: torch.Tensor, flows: torch.Tensor,
-                        masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def equivariance_energy(x: torch.Tensor, flows: torch.Tensor, masks: torch.Tensor | None = None, *,
+                        sampling: str = "bilinear") -> tuple[torch.Tensor, torch.Tensor]:
     """The warping energy e of a clip and its gradient ∂e/∂x.
 
     Args:
@@ -64,6 +64,9 @@ def equivariance_energy(x: torch.Tensor, flows: torch.Tensor,
         masks: (F−1, 1, H, W) weights on frame j's grid, 1 where the pair's
             correspondence is trusted (`occlusion_mask(flows_fwd, flows_bwd)`, zeroed
             for a pair across a scene cut); default: pixels whose flow stays in frame.
+        sampling: how the warp reads between pixels (`backward_warp`'s mode):
+            bilinear blurs the neighbour at sub-pixel offsets, so its target is
+            softer than the frame; bicubic keeps the detail multi-frame SR needs.
 
     Returns:
         (e, grad): the scalar energy (in x's dtype) and its gradient, shaped like x.
@@ -75,7 +78,7 @@ def equivariance_energy(x: torch.Tensor, flows: torch.Tensor,
         return x.new_zeros(()), torch.zeros_like(x)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        warped, inside = backward_warp(xg[1:], flows.to(x.device))
+        warped, inside = backward_warp(xg[1:], flows.to(x.device), mode=sampling)
         m = inside if masks is None else masks.to(device=x.device, dtype=x.dtype)
         e = ((warped - xg[:-1]).pow(2) * m).sum()
         (grad,) = torch.autograd.grad(e, xg)
@@ -85,10 +88,12 @@ def equivariance_energy(x: torch.Tensor, flows: torch.Tensor,
 class EquivarianceGuidance:
     """A `dds_sample` guidance hook: one step x̂0 ← x̂0 − (λ/8) ∇e per diffusion step."""
 
-    def __init__(self, weight: float, flows: torch.Tensor, masks: torch.Tensor | None = None):
+    def __init__(self, weight: float, flows: torch.Tensor, masks: torch.Tensor | None = None, *,
+                 sampling: str = "bilinear"):
         if not weight >= 0:
             raise ValueError(f"equivariance weight must be >= 0, got {weight!r}")
         self.weight = float(weight)
+        self.sampling = sampling
         self.flows = flows.detach()
         self.masks = None if masks is None else masks.detach()
         self.energies: list[float] = []  # e before each step, for diagnostics
@@ -96,6 +101,6 @@ class EquivarianceGuidance:
     def __call__(self, x0: torch.Tensor, step: int, t: int) -> torch.Tensor:
         if self.weight == 0 or x0.shape[0] < 2:
             return x0
-        e, grad = equivariance_energy(x0, self.flows, self.masks)
+        e, grad = equivariance_energy(x0, self.flows, self.masks, sampling=self.sampling)
         self.energies.append(float(e))
         return x0 - (self.weight / LIPSCHITZ) * grad
