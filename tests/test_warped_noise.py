@@ -147,6 +147,7 @@ def test_energy_is_zero_for_a_clip_that_is_its_own_warp():
     fwd, bwd = constant_flows(2, -2, 0, 16, 20), constant_flows(2, 2, 0, 16, 20)  # x[j](p) = x[j+1](p + (2, 0))
     masks = occlusion_mask(fwd, bwd)
     assert float(equivariance_energy(pan, fwd, masks)[0]) == 0
+    assert float(equivariance_energy(pan, fwd, masks, sampling="bicubic")[0]) < 1e-9  # float32 coordinates
     assert float(equivariance_energy(pan + 0.1 * torch.rand(pan.shape), fwd, masks)[0]) > 0
 
 
@@ -164,10 +165,12 @@ def test_energy_gradient_matches_finite_differences():
         assert float(fd) == pytest.approx(float((grad * v).sum()), rel=1e-6)
 
 
-def test_guidance_step_lowers_the_energy():
+@pytest.mark.parametrize("sampling", ["bilinear", "bicubic"])
+def test_guidance_step_lowers_the_energy(sampling):
     x, flows = self_warping_clip(seed=6)
     x = x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    energies = [float(equivariance_energy(EquivarianceGuidance(lam, flows)(x, 0, 0), flows)[0])
+    energies = [float(equivariance_energy(EquivarianceGuidance(lam, flows, sampling=sampling)(x, 0, 0), flows,
+                                          sampling=sampling)[0])
                 for lam in (0.0, 0.5, 1.0)]
     assert energies[0] > energies[1] > energies[2]
     assert EquivarianceGuidance(0.0, flows)(x, 0, 0) is x
