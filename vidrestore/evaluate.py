@@ -428,7 +428,7 @@ def _degradation_summary(cfg: RunConfig) -> dict:
     deg = cfg.degradation
     keys = {"superres": ("scale", "downsample"), "inpaint": ("mask", "boxes", "dilate"),
             "deblur": ("kernel", "temporal", "sigma_y"), "interpolate": ("factor",)}[cfg.task]
-    return {k: (list(v) if isinstance(v, tuple) else v) for k in keys if (v := getattr(deg, k)) not in (None, ())}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k in keys if (v := getattr(deg, k)) not in (None, (), 0)}
 
 
 def _finite(value):
