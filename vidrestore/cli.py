@@ -339,7 +339,7 @@ def evaluate(
         table = Table(title=f"vidrestore evaluate: {cfg.output}")
         columns = table_columns(report["task"])
         for header in ["method"] + [h for _, h in columns]:
-            table.add_column(header)
+            table.add_column(header, overflow="fold")  # narrow terminals wrap numbers instead of cutting them
         for name, row in report["methods"].items():
             table.add_row(name, *(fmt(row.get(key)) for key, _ in columns))
         stdout.print(table)

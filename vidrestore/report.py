@@ -98,7 +98,7 @@ def draw_plots(report: dict, folder: Path) -> None:
     for filename, key, ylabel, xlabel in (
             ("psnr_per_frame.png", "psnr_per_frame", "PSNR (dB)", "frame"),
             ("warping_error_per_frame.png", "warping_error_per_frame", "warping error", "frame pair (i, i+1)")):
-        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=80)
+        fig, ax = plt.subplots(figsize=(7.6, 3.6), dpi=80)
         for name, row in methods.items():
             values = _nan(row[key])
             ax.plot(range(len(values)), values, marker=".", label=name)
@@ -108,7 +108,7 @@ def draw_plots(report: dict, folder: Path) -> None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))  # beside the curves, never over them
         fig.tight_layout()
         fig.savefig(folder / filename)
         plt.close(fig)
