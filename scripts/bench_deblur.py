@@ -21,8 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchlib import (ROOT, evaluate_clips, make_clips, markdown_table, summary_rows, truth_warping_error,
-                      write_section)
+from benchlib import EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_clips, write_section
 
 KEYS = ["psnr", "ssim", "warping_error", "flicker", "seconds_per_frame"]
 HEADER = ["method", "PSNR dB", "SSIM", "warping error", "flicker", "s / frame"]
@@ -60,20 +59,15 @@ def main():
         per_method, commands = evaluate_clips(clips, "deblur", deg_args, args.work / f"deg{deg_index}",
                                               methods=args.methods, presets=PRESETS, sets=args.sets,
                                               model=args.model)
-        sections.append(
-            f"### {deg_name} (`{' '.join(deg_args)}`; {len(clips)} clips: {', '.join(clips)}; {frames} frames of "
-            f"{size[1]}x{size[0]})\n\n"
-            f"Per clip: `{commands[0]}` (then the other clips).\n\n"
-            + markdown_table(HEADER, summary_rows(per_method, KEYS))
-            + f"\n\nWarping error of the ground truth itself: {truth_warping_error(per_method):.5f}.\n")
+        sections.append(evaluate_table(
+            f"{deg_name} (`{' '.join(deg_args)}`; {len(clips)} clips: {', '.join(clips)}; {frames} frames of "
+            f"{size[1]}x{size[0]})", per_method, commands, HEADER, KEYS))
         print(sections[-1], flush=True)
     if not args.no_write:
         command = "python scripts/bench_deblur.py" + "".join(
             f" {a}" for a in (["--quick"] if args.quick else []) + (["--clips", *args.clips] if args.clips else []))
-        text = (f"## Deblurring\n\nCommand: `{command}`, which runs `vidrestore evaluate` on each clip and averages "
-                "the reports' `metrics.json` (CPU, 2 cores; `wiener` picks its balance with the ground truth; "
-                "baselines are timed on their computation alone, `none` and diffusion as whole pipeline runs, "
-                "model loading and I/O included).\n\n" + "\n".join(sections))
+        text = (f"## Deblurring\n\nCommand: `{command}`, {EVALUATE_NOTE}; `wiener` picks its balance with the "
+                "ground truth).\n\n" + "\n".join(sections))
         write_section("deblur", text)
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchlib import (ROOT, evaluate_clips, make_clips, markdown_table, summary_rows, truth_warping_error,
-                      write_lossless, write_section)
+from benchlib import EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_clips, write_lossless, write_section
 
 KEYS = ["psnr_unknown", "psnr", "ssim", "warping_error", "flicker", "seconds_per_frame"]
 HEADER = ["method", "PSNR dB (hole)", "PSNR dB (frame)", "SSIM", "warping error", "flicker", "s / frame"]
@@ -89,19 +88,14 @@ def main():
                                               methods=args.methods, presets=PRESETS, sets=args.sets,
                                               model=args.model)
         bh, bw = box_size(h, w)
-        sections.append(
-            f"### {mask_kind} {bw}x{bh} box ({100 * bw * bh / (h * w):.0f}% of the frame; {len(clips)} clips: "
-            f"{', '.join(clips)}; {frames} frames of {w}x{h})\n\n"
-            f"Per clip: `{commands[0]}` (then the other clips).\n\n"
-            + markdown_table(HEADER, summary_rows(per_method, KEYS))
-            + f"\n\nWarping error of the ground truth itself: {truth_warping_error(per_method):.5f}.\n")
+        sections.append(evaluate_table(
+            f"{mask_kind} {bw}x{bh} box ({100 * bw * bh / (h * w):.0f}% of the frame; {len(clips)} clips: "
+            f"{', '.join(clips)}; {frames} frames of {w}x{h})", per_method, commands, HEADER, KEYS))
         print(sections[-1], flush=True)
     if not args.no_write:
         command = "python scripts/bench_inpaint.py" + "".join(
             f" {a}" for a in (["--quick"] if args.quick else []) + (["--clips", *args.clips] if args.clips else []))
-        text = (f"## Inpainting\n\nCommand: `{command}`, which runs `vidrestore evaluate` on each clip and averages "
-                "the reports' `metrics.json` (CPU, 2 cores; baselines are timed on their computation alone, `none` "
-                "and diffusion as whole pipeline runs, model loading and I/O included).\n\n" + "\n".join(sections))
+        text = f"## Inpainting\n\nCommand: `{command}`, {EVALUATE_NOTE}).\n\n" + "\n".join(sections)
         write_section("inpaint", text)
 
 

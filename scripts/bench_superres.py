@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchlib import (ROOT, evaluate_clips, make_clips, markdown_table, run_cli, summary_rows, truth_warping_error,
+from benchlib import (EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_clips, markdown_table, run_cli,
                       write_lossless, write_section)
 from vidrestore.operators import BoxDownsample
 from vidrestore.priors import load_pixel_prior
@@ -98,14 +98,11 @@ def main():
                                               model=args.model, **options)
         residuals = {n: max(r["data_consistency_residual"] for r in rows) for n, rows in per_method.items()
                      if rows[0]["kind"] == "solver"}
-        sections.append(
-            f"### x{scale} box super-resolution ({len(clips)} clips: {', '.join(clips)}; "
-            f"{args.frames} frames of {w}x{h} from {w // scale}x{h // scale})\n\n"
-            f"Per clip: `{commands[0]}` (then the other clips).\n\n"
-            + markdown_table(HEADER, summary_rows(per_method, KEYS))
-            + f"\n\nWarping error of the ground truth itself: {truth_warping_error(per_method):.5f}. Largest "
-            "data-consistency residual ‖Ax̂−y‖/‖y‖ (before 8-bit rounding): "
-            + ", ".join(f"{n}: {v:.2e}" for n, v in residuals.items()) + ".\n")
+        sections.append(evaluate_table(
+            f"x{scale} box super-resolution ({len(clips)} clips: {', '.join(clips)}; "
+            f"{args.frames} frames of {w}x{h} from {w // scale}x{h // scale})", per_method, commands, HEADER, KEYS,
+            " Largest data-consistency residual ‖Ax̂−y‖/‖y‖ (before 8-bit rounding): "
+            + ", ".join(f"{n}: {v:.2e}" for n, v in residuals.items()) + "."))
         print(sections[-1], flush=True)
     if not args.no_write:
         command = "python scripts/bench_superres.py" + ("" if args.quick else " --scales " + " ".join(map(str, scales)))
@@ -116,10 +113,7 @@ def main():
             "; the diffusion rows are `--variant` runs that set noise and guidance explicitly on top of the "
             "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations")
         text = (f"{'## Super-resolution' if args.section == 'superres' else '### Presets'}\n\nCommand: "
-                f"`{command}`, which runs `vidrestore evaluate` on each clip and averages the reports' "
-                "`metrics.json` (CPU: 2 cores; baselines timed on their computation alone, `none` and diffusion as "
-                f"whole pipeline runs, model loading and I/O included{variants}).\n\n"
-                + "\n".join(sections))
+                f"`{command}`, {EVALUATE_NOTE}{variants}).\n\n" + "\n".join(sections))
         write_section(args.section, text)
 
 

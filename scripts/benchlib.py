@@ -173,6 +173,20 @@ def evaluate_clips(clips: dict[str, torch.Tensor], task: str, task_args, work: P
     return per_method, commands
 
 
+#: how the evaluate-based sections were measured
+EVALUATE_NOTE = ("which runs `vidrestore evaluate` on each clip and averages the reports' `metrics.json` (CPU, 2 cores; "
+                 "baselines are timed on their computation alone, `none` and diffusion as whole pipeline runs, "
+                 "model loading and I/O included")
+
+
+def evaluate_table(title: str, per_method: dict[str, list[dict]], commands: list[str], header: list[str],
+                   keys: list[str], note: str = "") -> str:
+    """A docs subsection: title, the first clip's evaluate command, the mean table and the truth's warping error."""
+    return (f"### {title}\n\nPer clip: `{commands[0]}` (then the other clips).\n\n"
+            + markdown_table(header, summary_rows(per_method, keys))
+            + f"\n\nWarping error of the ground truth itself: {truth_warping_error(per_method):.5f}.{note}\n")
+
+
 def truth_warping_error(per_method: dict[str, list[dict]]) -> float:
     """The mean over clips of the reference's own warping error."""
     rows = next(iter(per_method.values()))
