@@ -141,7 +141,9 @@ def crop_box(truth: torch.Tensor, unknown: torch.Tensor | None) -> tuple[int, in
     size = max(8, min(h, w) // 3)
     if unknown is not None and unknown.shape[-2:] == (h, w) and bool((unknown > 0).any()):
         ys, xs = torch.nonzero(unknown.amax(dim=(0, 1)) > 0, as_tuple=True)
-        cy, cx = int(ys.float().mean()), int(xs.float().mean())
+        cy, cx = (int(ys.min()) + int(ys.max())) // 2, (int(xs.min()) + int(xs.max())) // 2
+        extent = max(int(ys.max() - ys.min()), int(xs.max() - xs.min())) + 1
+        size = min(max(size, extent + 8), h, w)  # the whole hole and a little of its border
     else:
         gray = truth.mean(dim=(0, 1))
         energy = gray.diff(dim=0)[:, :-1].abs() + gray.diff(dim=1)[:-1].abs()
