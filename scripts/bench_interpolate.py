@@ -7,8 +7,8 @@
 The ground-truth clip has (N−1)·2+1 frames; the input keeps every other frame.
 Methods: frame blending and the DIS-flow midpoint warp (vidrestore.baselines),
 vidrestore's initial estimate (flow midpoint + scene-cut handling), `--model
-none` and the diffusion prior with the `interpolate` and `interpolate-fast`
-presets (whole CLI runs, each in its own process). PSNR and SSIM are measured
+none` (what the default `interpolate` preset runs) and the diffusion prior with the
+`interpolate-diffusion` preset, with and without guidance (whole CLI runs, each in its own process). PSNR and SSIM are measured
 on the invented frames only (the input frames are kept exactly by every
 method); warping error (flow from the truth) on the whole output clip.
 """
@@ -27,7 +27,9 @@ from vidrestore.tasks import interpolate_initial_estimate
 
 FACTOR = 2
 KEYS = ["psnr_invented", "ssim_invented", "psnr_all", "warping_error", "sec_per_frame"]
-PRESETS = {"diffusion, interpolate (default)": [], "diffusion, interpolate-fast": ["--preset", "interpolate-fast"]}
+PRESETS = {"diffusion, interpolate-diffusion": ["--preset", "interpolate-diffusion"],
+           "diffusion, interpolate-diffusion without guidance": ["--preset", "interpolate-diffusion",
+                                                                  "--set", "guidance.equivariance=0"]}
 
 
 def parse_args():

@@ -8,9 +8,12 @@ from vidrestore.errors import UsageError
 
 def test_every_task_has_a_preset_and_a_fast_variant():
     names = available_presets()
-    for task in ("superres", "inpaint", "deblur", "interpolate"):
+    for task in ("superres", "inpaint", "deblur"):
         assert task in names and f"{task}-fast" in names
         resolve_config(task, f"{task}-fast")
+    # interpolate's own preset is the (fast, classical) flow estimate; the prior is a variant
+    assert resolve_config("interpolate").model == "none"
+    assert resolve_config("interpolate", "interpolate-diffusion").model == "default"
 
 
 def test_task_preset_is_the_default():

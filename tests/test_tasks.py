@@ -1,4 +1,5 @@
 """Task-specific initial estimates (interpolate, inpaint, deblur), flow propagation, and every task's output contract."""
+import json
 from fractions import Fraction
 
 import cv2
@@ -243,10 +244,21 @@ def test_inpaint_model_none_returns_the_propagated_estimate(clip_dir, tmp_path):
     assert (read_clip(out) - expected).abs().max() <= 1 / 255 + 1e-6
 
 
-@pytest.mark.parametrize("preset", ["interpolate", "interpolate-fast"])
-def test_interpolate_keeps_input_frames_with_the_diffusion_presets(clip_dir, tmp_path, preset):
+@pytest.mark.parametrize("preset", [None, "interpolate-diffusion"])
+def test_interpolate_keeps_input_frames_with_the_diffusion_preset(clip_dir, tmp_path, preset):
     out = tmp_path / "out.mkv"
-    run("interpolate", clip_dir / "in.mkv", "-x", 2, "-o", out, "--model", clip_dir / "tiny", "--preset", preset,
-        "--quiet")
+    run("interpolate", clip_dir / "in.mkv", "-x", 2, "-o", out, "--model", clip_dir / "tiny",
+        *(["--preset", preset] if preset else []), "--quiet")
     before, after = read_clip(clip_dir / "in.mkv"), read_clip(out)
     assert after.shape[0] == 9 and torch.equal(after[::2], before)
+    metrics = json.loads(out.with_name(out.name + ".metrics.json").read_text())
+    assert metrics["nfe"] > 0  # a model given: the diffusion preset, not the classical default
+
+
+def test_interpolate_default_preset_is_the_flow_estimate(clip_dir, tmp_path):
+    out = tmp_path / "out.mkv"
+    run("interpolate", clip_dir / "in.mkv", "-x", 2, "-o", out, "--quiet")
+    metrics = json.loads(out.with_name(out.name + ".metrics.json").read_text())
+    assert metrics["nfe"] == 0 and metrics["model"] == "none"
+    expected = quantize(interpolate_initial_estimate(read_clip(clip_dir / "in.mkv"), 2))
+    assert (read_clip(out) - expected).abs().max() <= 1 / 255 + 1e-6

@@ -277,7 +277,8 @@ def restore_window_latent(prior: LatentDenoiser, operator: LinearOperator, y: to
 
 def default_preset(task: str, model: str | None) -> str | None:
     """The preset a task uses when none is given: `<task>-sdxl` / `<task>-sd` for a latent model
-    (the VISION-XL defaults), else None (the task's own)."""
+    (the VISION-XL defaults), `<task>-diffusion` where the task's own preset has no model
+    (interpolate), else None (the task's own)."""
     if model in (None, "default", "none"):
         return None
     try:
@@ -285,6 +286,8 @@ def default_preset(task: str, model: str | None) -> str | None:
     except VidrestoreError:
         return None  # restore reports the model problem
     candidates = {"sdxl": [f"{task}-sdxl", f"{task}-sd"], "sd": [f"{task}-sd"]}.get(kind, [])
+    # interpolate's own preset is the classical flow estimate: a model asked for means its diffusion variant
+    candidates.append(f"{task}-diffusion")
     return next((name for name in candidates if name in available_presets()), None)
 
 
