@@ -8,7 +8,8 @@
 
 Sections: `superres` ablates noise and guidance on top of the `superres`
 preset (bicubic, Lanczos, `--model none`, independent / shared / warped noise
-without guidance, shared / warped noise with equivariance guidance λ = 0.5);
+without and with equivariance guidance λ = 1.5 (bicubic warps), and session
+1's default, shared noise with bilinear guidance warps);
 `superres-presets` compares the presets with Lanczos. Every clip is one
 `vidrestore evaluate` run (solver methods through the pipeline, outputs
 lossless, scored against the ground truth: PSNR, SSIM, warping error with flow
@@ -35,8 +36,10 @@ ABLATION = [
     "independent:sampler.noise=independent,guidance.equivariance=0",
     "shared:sampler.noise=shared,guidance.equivariance=0",
     "warped:sampler.noise=warped,guidance.equivariance=0",
-    "shared+eq0.5:sampler.noise=shared,guidance.equivariance=0.5",
-    "warped+eq0.5:sampler.noise=warped,guidance.equivariance=0.5",
+    "independent+eq1.5:sampler.noise=independent,guidance.equivariance=1.5,guidance.sampling=bicubic",
+    "shared+eq1.5:sampler.noise=shared,guidance.equivariance=1.5,guidance.sampling=bicubic",
+    "warped+eq1.5:sampler.noise=warped,guidance.equivariance=1.5,guidance.sampling=bicubic",
+    "shared+eq1.5-bilinear:sampler.noise=shared,guidance.equivariance=1.5,guidance.sampling=bilinear",
 ]
 SECTIONS = {
     "superres": dict(methods=["bicubic", "lanczos", "none", "diffusion"], variants=ABLATION),

@@ -18,7 +18,8 @@ def test_every_task_has_a_preset_and_a_fast_variant():
 
 def test_task_preset_is_the_default():
     cfg = resolve_config("superres")
-    assert cfg.preset == "superres" and cfg.sampler.steps == 20 and cfg.sampler.noise == "shared"
+    assert cfg.preset == "superres" and cfg.sampler.steps == 20 and cfg.sampler.noise == "independent"
+    assert cfg.guidance.equivariance == 1.5 and cfg.guidance.sampling == "bicubic"
     assert resolve_config("superres", "superres-fast").sampler.steps <= 10
 
 
