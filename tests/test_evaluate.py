@@ -171,13 +171,14 @@ def test_deblur_kernel_temporal_and_seeded_noise(data, tmp_path):
 
 def test_interpolate_factor_and_frames(data, tmp_path):
     result = run(data / "truth.mkv", "--task", "interpolate", "-x", 2, "--frames", 4, "--methods",
-                 "blend,flow-midpoint", "-o", tmp_path / "r", "--quiet")
+                 "blend,flow-midpoint,flow-midpoint-bicubic", "-o", tmp_path / "r", "--quiet")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r/metrics.json").read_text())
     assert report["frames"] == 3  # 4 frames trimmed to (N-1)*2+1
     assert len(read_clip(tmp_path / "r/input.mkv")) == 2
     row = report["methods"]["blend"]
     assert row["psnr_per_frame"][0] is None and math.isfinite(row["psnr_unknown"])  # kept frames are exact
+    assert set(report["methods"]) == {"blend", "flow-midpoint", "flow-midpoint-bicubic"}
 
 
 @pytest.mark.parametrize("args, code, text", [

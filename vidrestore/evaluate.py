@@ -44,7 +44,7 @@ BASELINES = {
     "superres": ("bicubic", "lanczos"),
     "inpaint": ("telea", "navier-stokes"),
     "deblur": ("input", "wiener", "richardson-lucy"),
-    "interpolate": ("blend", "flow-midpoint"),
+    "interpolate": ("blend", "flow-midpoint", "flow-midpoint-bicubic"),
 }
 #: Wiener balances tried per clip; the best PSNR against the reference wins (an oracle-tuned baseline)
 WIENER_BALANCES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
@@ -278,8 +278,9 @@ def run_baseline(name: str, p: Problem) -> torch.Tensor:
         return max(outs, key=lambda o: M.psnr(quantize(o), p.truth))
     if name == "blend":
         return baselines.interpolate_blend(p.y, deg.factor)
-    if name == "flow-midpoint":
-        return baselines.interpolate_flow_midpoint(p.y, deg.factor)
+    if name in ("flow-midpoint", "flow-midpoint-bicubic"):  # textbook bilinear reads, or bicubic
+        sampling = "bicubic" if name.endswith("bicubic") else "bilinear"
+        return baselines.interpolate_flow_midpoint(p.y, deg.factor, sampling=sampling)
     raise UsageError(f"unknown baseline {name!r}")
 
 
