@@ -25,6 +25,25 @@ class Denoiser(Protocol):
         ...
 
 
+class UNetDenoiserBase:
+    """What a denoiser built around a diffusers UNet (`self.unet`) and its ᾱ table gets for free."""
+
+    unet: torch.nn.Module
+    alphas_cumprod: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+
 def to_model(x_unit: torch.Tensor) -> torch.Tensor:
     return x_unit * 2.0 - 1.0
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from vidrestore.errors import ModelError
-from vidrestore.priors.base import from_model, split_prediction, to_model
+from vidrestore.priors.base import UNetDenoiserBase, from_model, split_prediction, to_model
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -42,7 +42,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-class LatentDenoiser:
+class LatentDenoiser(UNetDenoiserBase):
     """VAE + conditional UNet (SD 1.x/2.x or SDXL) as a Denoiser over latents.
 
     Frames go through the UNet and the VAE in micro-batches of `micro_batch`
@@ -85,18 +85,6 @@ class LatentDenoiser:
         self.vae.tile_sample_min_size = pixels
         self.vae.tile_latent_min_size = pixels // self.factor
         self.vae_tiling = True
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
-
-    @property
-    def num_train_timesteps(self) -> int:
-        return len(self.alphas_cumprod)
 
     @property
     def cfg_active(self) -> bool:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from vidrestore.priors.base import split_prediction
+from vidrestore.priors.base import UNetDenoiserBase, split_prediction
 
 if TYPE_CHECKING:  # diffusers is imported only when a model is loaded: it is slow to import
     from diffusers import DDPMScheduler, UNet2DModel
@@ -35,7 +35,7 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-class PixelDenoiser:
+class PixelDenoiser(UNetDenoiserBase):
     """Wraps a diffusers UNet2DModel and its scheduler config as a Denoiser.
 
     Frames pass through the network in micro-batches; frames larger than
@@ -54,18 +54,6 @@ class PixelDenoiser:
         self.tile_overlap = tile_overlap
         # the UNet needs sizes divisible by 2^(levels-1); pad by reflection and crop back
         self.multiple = 2 ** (len(unet.config.block_out_channels) - 1)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
-
-    @property
-    def num_train_timesteps(self) -> int:
-        return len(self.alphas_cumprod)
 
     def _network(self, x: torch.Tensor, t: int) -> torch.Tensor:
         h, w = x.shape[-2:]
