@@ -130,6 +130,10 @@ def performance_section(args) -> str:
     model_args = ["--model", args.model] if args.model else []
     m = run_cli(["superres", lr_path, "-x", scale, "-o", work / "out16.mkv", "--chunk", 16, *model_args],
                 work / "m16.json")
+    # the same run without anything that needs optical flow (no guidance; independent noise needs no flow)
+    m_flowless = run_cli(["superres", lr_path, "-x", scale, "-o", work / "out16_flowless.mkv", "--chunk", 16,
+                          "--set", "guidance.equivariance=0", "--noise", "independent", *model_args],
+                         work / "m16_flowless.json")
     forward = forward_only_seconds(args.model, (frames, 3, 128, 160), m["nfe"])
     long = make_clips((64, 64), 160, names=["rocket"], motions=("pan",))["rocket-pan"]
     mem = {}
@@ -144,6 +148,9 @@ def performance_section(args) -> str:
             ["denoiser forward passes alone (s)", forward],
             ["whole CLI run, default preset (s)", m["seconds"]],
             ["ratio (target ≤ 1.25)", m["seconds"] / forward],
+            ["the same run without flow: no guidance (s)", m_flowless["seconds"]],
+            ["flow, warps and guidance: share of the default's time (target ≤ 15 %)",
+             f"{100 * (m['seconds'] - m_flowless['seconds']) / m['seconds']:.1f} %"],
             ["peak memory, 16 frames of 64x64, superres-fast (MB)", mem[16]["peak_memory_mb"]],
             ["peak memory, 160 frames of 64x64, superres-fast (MB)", mem[160]["peak_memory_mb"]],
             ["ratio 160 / 16 (target ≤ 1.10)", mem[160]["peak_memory_mb"] / mem[16]["peak_memory_mb"]],
