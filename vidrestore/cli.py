@@ -112,11 +112,14 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
                 stderr.print(f"vidrestore: {estimate.line()}", markup=False, highlight=False, soft_wrap=True)
             print(json.dumps({"estimate": estimate.to_dict(), "config": config.to_dict()}, indent=2))
             return
-        if not quiet:
-            _print_estimate(config, estimate_run, debug)
+        def show_estimate() -> None:
+            if not quiet:
+                _print_estimate(config, estimate_run, debug)
+
         if len(inputs) > 1 or len(paths) > 1 or is_video_folder(Path(inputs[0])):
+            show_estimate()
             return _run_batch(config, paths, restore, quiet, debug)
-        result = restore(config, progress_factory=None if quiet else ProgressDisplay)
+        result = restore(config, progress_factory=None if quiet else ProgressDisplay, on_ready=show_estimate)
         for warning in result.get("warnings", []):
             stderr.print(f"vidrestore: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     except VidrestoreError as exc:

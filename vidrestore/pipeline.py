@@ -341,8 +341,12 @@ def estimate_run(cfg: RunConfig) -> Estimate:
                     vae_passes=(steps - 0.5) * cfg.sampler.average, device=device, dtype=dtype)
 
 
-def restore(cfg: RunConfig, progress_factory=None) -> dict:
-    """Run one restoration described by `cfg`; returns the metrics written to the metrics JSON."""
+def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[], None] | None = None) -> dict:
+    """Run one restoration described by `cfg`; returns the metrics written to the metrics JSON.
+
+    `on_ready` is called once the input, output, reference and device have been checked, before
+    the model loads (the CLI prints its estimate there, so bad input still gets one line).
+    """
     started = time.perf_counter()
     input_path = Path(cfg.input)
     if not input_path.exists():
@@ -364,6 +368,8 @@ def restore(cfg: RunConfig, progress_factory=None) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     dtype = resolve_dtype(cfg.runtime.dtype, device)
+    if on_ready is not None:
+        on_ready()
     prior = load_prior(None if cfg.model == "default" else cfg.model, device, dtype,
                        micro_batch=cfg.runtime.micro_batch, vae=cfg.latent.vae, prompt=cfg.latent.prompt,
                        negative_prompt=cfg.latent.negative_prompt, guidance_scale=cfg.latent.guidance_scale,
