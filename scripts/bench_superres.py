@@ -156,7 +156,9 @@ def performance_section(args) -> str:
             ["ratio 160 / 16 (target ≤ 1.10)", mem[160]["peak_memory_mb"] / mem[16]["peak_memory_mb"]],
         ]) + "\nThe whole run includes loading the model (about 5 s, mostly importing diffusers), reading, "
         "writing and the CG steps: fixed costs that weigh more the faster the denoiser runs. Run on an idle "
-        "machine: timings taken while other jobs share the 2 cores are not comparable.\n")
+        "machine: timings taken while other jobs share the 2 cores are not comparable. Even idle, this machine's "
+        "speed drifts: the forward passes alone timed 39.4 s and then 49.1 s in one process, with a 41.4 s whole "
+        "run (no guidance) between them, so the ratio is good to about ±25 %.\n")
 
 
 if __name__ == "__main__":
