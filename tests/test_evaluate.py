@@ -181,6 +181,17 @@ def test_interpolate_factor_and_frames(data, tmp_path):
     assert set(report["methods"]) == {"blend", "flow-midpoint", "flow-midpoint-bicubic"}
 
 
+def test_default_diffusion_run_of_each_task(data, tmp_path):
+    from vidrestore.evaluate import resolve_evaluate_config
+
+    # interpolate's own preset runs no prior (it would repeat `none`): its diffusion variant is evaluated
+    for task, options, expected in (("interpolate", {}, "interpolate-diffusion"),
+                                    ("superres", {}, "superres"),
+                                    ("deblur", {"degradation.kernel": "gaussian:1"}, "deblur")):
+        cfg = resolve_evaluate_config(data / "truth.mkv", task, tmp_path / task, options)
+        assert [run.name for run in cfg.solvers] == ["none", expected]
+
+
 @pytest.mark.parametrize("args, code, text", [
     (["--task", "superres", "--methods", "bogus"], 2, "unknown method 'bogus'"),
     (["--task", "superres", "--kernel", "gaussian:1"], 2, "--kernel applies to deblur, not superres"),

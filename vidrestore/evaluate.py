@@ -120,7 +120,9 @@ def resolve_evaluate_config(reference: Path, task: str, output: Path | None, deg
     solver_flags = degradation | flags | {"quiet": True, "io.overwrite": True, "runtime.resume": False}
     run = {"none": resolve_config(task, None, sets or [], solver_flags | {"model": "none"})}
     noise_modes = _split(noise) or [None]
-    for preset in _split(presets) or ([] if variants else [task]):
+    # the task's own preset, or its diffusion variant where the task's own runs no prior (interpolate)
+    own = task if resolve_config(task).model != "none" else f"{task}-diffusion"
+    for preset in _split(presets) or ([] if variants else [own]):
         for mode in noise_modes:
             name = preset if mode is None else f"{preset}+{mode}"
             run[name] = resolve_config(task, preset, sets or [], solver_flags | {"sampler.noise": mode})
