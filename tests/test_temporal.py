@@ -162,6 +162,13 @@ def test_backward_warp_bicubic_exact_on_integer_flow_and_sharper_at_half_pixel()
     assert err["bicubic"] < 0.3 * err["bilinear"]
     with pytest.raises(ValueError, match="mode"):
         backward_warp(img, flow, mode="lanczos")
+    # half-precision images are sampled at full-precision coordinates
+    wide = torch.rand(1, 1, 2, 1500, generator=torch.Generator().manual_seed(2))
+    shift = torch.zeros(1, 2, 2, 1500)
+    shift[:, 0] = 1.0
+    half, _ = backward_warp(wide.half(), shift, mode="bicubic")
+    assert half.dtype == torch.float16
+    assert torch.allclose(half[..., :-1].float(), wide[..., 1:], atol=2e-3)
 
 
 def test_backward_warp_is_differentiable():

@@ -108,10 +108,11 @@ def backward_warp(
     if mode == "bicubic":
         # grid_sample's normalised coordinates; exact integer flows still return exact pixels
         # because the cubic kernel is interpolating (weight 1 at 0, 0 at the other taps)
-        grid_n = torch.stack((2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1), dim=-1).to(image.dtype)
-        out = torch.nn.functional.grid_sample(image, grid_n, mode="bicubic", padding_mode=padding_mode,
+        # (in cdtype: half-precision normalised coordinates are off by a pixel beyond ~1000 px)
+        grid_n = torch.stack((2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1), dim=-1)
+        out = torch.nn.functional.grid_sample(image.to(cdtype), grid_n, mode="bicubic", padding_mode=padding_mode,
                                               align_corners=True)
-        return out, inside
+        return out.to(image.dtype), inside
 
     if mode == "nearest":
         xi = torch.round(x).long()
