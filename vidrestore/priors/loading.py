@@ -5,6 +5,7 @@ Weights are read with safetensors only; a model that ships only pickled
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -45,14 +46,21 @@ def _is_offline() -> bool:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the model hub answers a TCP connection within `timeout` s (DNS included, in a thread
-    because name resolution has no timeout of its own)."""
-    import socket
-    import threading
+    """Whether the model hub (HF_ENDPOINT) answers a TCP connection within `timeout` s."""
     from urllib.parse import urlparse
 
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    return _answers(host, port, timeout)
+
+
+@functools.lru_cache(maxsize=None)
+def _answers(host: str, port: int, timeout: float) -> bool:
+    """TCP connect with DNS included, in a thread because name resolution has no timeout of its own.
+    Asked once per process and host: one run asks for the preset, the estimate and the load."""
+    import socket
+    import threading
+
     result: list[bool] = []
 
     def probe() -> None:
