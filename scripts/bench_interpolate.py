@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from benchlib import EVALUATE_NOTE, ROOT, evaluate_clips, make_clips, markdown_table, read_clip, write_section
+from benchlib import (EVALUATE_NOTE, ROOT, evaluate_clips, make_clips, markdown_table, read_clip, summary_rows,
+                      truth_warping_error, write_section)
 from vidrestore import metrics as M
 
 FACTOR = 2
@@ -109,8 +110,8 @@ def main():
                 cut_rows.append([method, row["cut_morph"]])
             print(f"{clip_name:18s} {method:36s} PSNR(invented) {row['psnr_invented']:.2f}", flush=True)
     keys = ["psnr_invented", "ssim_invented", "psnr_all", "warping_error", "seconds_per_frame"]
-    table = [[method, *[mean(r[k] for r in method_rows) for k in keys]] for method, method_rows in rows.items()]
-    truth_warp = mean(r["truth_warping_error"] for r in next(iter(per_method.values())))
+    table = summary_rows(rows, keys)
+    truth_warp = truth_warping_error(per_method)
     command = "python scripts/bench_interpolate.py" + (" --quick" if args.quick else "")
     text = (f"## Frame interpolation\n\nCommand: `{command}`, {EVALUATE_NOTE}; PSNR and SSIM re-measured on the "
             f"invented frames of each report's restored clips).\n\n"

@@ -26,10 +26,10 @@ import torch
 
 from benchlib import (EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_clips, markdown_table, run_cli,
                       write_lossless, write_section)
+from vidrestore.io import quantize
 from vidrestore.operators import BoxDownsample
 from vidrestore.priors import load_pixel_prior
 from vidrestore.samplers import ddim_timesteps
-from clips import quantize
 
 #: evaluate --variant runs of the ablation: noise and guidance set explicitly on top of the superres preset
 ABLATION = [

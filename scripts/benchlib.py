@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from clips import camera_clip, quantize, wobble_clip
+from clips import camera_clip, wobble_clip
 from stills import held_out_stills
-from vidrestore import metrics as M
+from vidrestore.io import quantize
 from vidrestore.evaluate import read_clip, write_clip  # noqa: F401  (read_clip: the benchmarks' reader)
 from vidrestore.report import markdown_table  # noqa: F401  (the benchmarks' tables, as evaluate's)
 
@@ -62,10 +62,6 @@ def run_cli(args: list, metrics_path: Path) -> dict:
     return result
 
 
-def score(out: torch.Tensor, truth: torch.Tensor) -> dict:
-    """PSNR, SSIM, warping error (flow from the truth) and flicker (warping error of the error)."""
-    return {"psnr": M.psnr(out, truth), "ssim": M.ssim(out, truth),
-            "warping_error": M.warping_error(out, flow_source=truth), "flicker": M.flicker(out, truth)}
 
 
 def mean_rows(rows: list[dict], keys: list[str]) -> dict:
@@ -85,40 +81,10 @@ def write_section(name: str, text: str, path: Path = BENCH_MD) -> None:
     path.write_text(doc)
 
 
-def method_runs(presets: dict[str, list], model: str | None, sets=()) -> dict[str, list]:
-    """CLI arguments of each method: `--model none`, then each diffusion preset with the chosen model."""
-    model_args = ["--model", model] if model else []
-    set_args = [a for s in sets for a in ("--set", s)]
-    return {"--model none": ["--model", "none"]} | {k: model_args + v + set_args for k, v in presets.items()}
 
 
-def run_classical(methods: dict, truth: torch.Tensor, scorer, only=None) -> dict[str, dict]:
-    """Time and score in-process baselines: {name: zero-argument function returning a clip}."""
-    from clips import quantize
-
-    rows = {}
-    for name, fn in methods.items():
-        if only and name not in only:
-            continue
-        started = time.perf_counter()
-        out = quantize(fn())
-        rows[name] = scorer(out, truth) | {"sec_per_frame": (time.perf_counter() - started) / truth.shape[0]}
-    return rows
 
 
-def run_cli_methods(command: list, runs: dict[str, list], work: Path, truth: torch.Tensor, scorer,
-                    only=None) -> dict[str, dict]:
-    """Run each method through the CLI (`command`: task, input and task options) and score its lossless output."""
-    rows = {}
-    for name, extra in runs.items():
-        if only and name not in only:
-            continue
-        out_path = work / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', name).strip('_')}.mkv"
-        m = run_cli([*command, "-o", out_path, *extra], out_path.with_suffix(".json"))
-        rows[name] = scorer(read_clip(out_path), truth) | {
-            "sec_per_frame": m["seconds"] / truth.shape[0], "nfe": m["nfe"], "seconds": m["seconds"],
-            "peak_memory_mb": m["peak_memory_mb"], "residual": m["data_consistency_residual"]}
-    return rows
 
 
 def evaluate_command(reference: Path, task: str, task_args: list, report: Path, *, methods=None, presets=(),

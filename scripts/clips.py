@@ -41,11 +41,6 @@ def camera_clip(still: np.ndarray, size: tuple[int, int], frames: int, *, pan: t
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().contiguous()
 
 
-def quantize(clip: torch.Tensor) -> torch.Tensor:
-    """Round to 8 bits, as a video file would."""
-    return (clip.clamp(0, 1) * 255).round() / 255
-
-
 def wobble_clip(still: np.ndarray, size: tuple[int, int], frames: int, *, amplitude: float = 3.0,
                 wavelength: float = 48.0, speed: float = 0.25, source_scale: float = 1.0) -> torch.Tensor:
     """Non-rigid motion: a travelling sine-wave displacement field (like wind in foliage or heat haze)."""

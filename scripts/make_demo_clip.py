@@ -4,9 +4,9 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from clips import camera_clip, quantize
+from clips import camera_clip
 from stills import load_still
-from vidrestore.io import VideoWriter, to_uint8
+from vidrestore.io import VideoWriter, quantize, to_uint8
 from vidrestore.operators import BoxDownsample
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "demo")

@@ -24,6 +24,7 @@ from vidrestore.io import (
     VideoWriter,
     parse_fps,
     probe,
+    quantize,
     read_frames,
     to_tensor,
     to_uint8,
@@ -153,6 +154,11 @@ def test_to_uint8_rounds_and_clips():
     out = to_uint8(t)
     assert out.shape == (1, 1, 8, 3)
     assert out[0, 0, :, 0].tolist() == [0, 0, 0, 1, 128, 255, 255, 0]
+
+
+def test_quantize_is_what_a_file_round_trip_gives():
+    x = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    assert torch.equal(quantize(x), to_tensor(to_uint8(x)))
 
 
 def test_conversions_reject_wrong_shapes():

@@ -34,7 +34,7 @@ from vidrestore import metrics as M
 from vidrestore import operators as ops
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import InputError, OutputError, UsageError
-from vidrestore.io import VideoWriter, probe, read_frames, to_tensor, to_uint8
+from vidrestore.io import VideoWriter, probe, quantize, read_frames, to_tensor, to_uint8
 from vidrestore.pipeline import peak_memory_mb, restore
 from vidrestore.tasks import Task, iter_mask_frames, make_task
 from vidrestore.temporal import consecutive_flows
@@ -214,10 +214,6 @@ def write_clip(path: Path, clip: torch.Tensor, fps: Fraction) -> Path:
     return path
 
 
-def quantize(clip: torch.Tensor) -> torch.Tensor:
-    return (clip.clamp(0, 1) * 255).round() / 255
-
-
 def make_problem(cfg: EvaluateConfig, folder: Path) -> Problem:
     """Read the reference, fit it to the task (sizes divisible by the scale, (N−1)·k+1 frames) and degrade it."""
     base = cfg.base
@@ -294,7 +290,8 @@ def reset_peak_memory() -> None:
         pass  # elsewhere the peak is the process's so far
 
 
-def _baseline_metrics(name: str, p: Problem, path: Path, on_event: Event, started: float) -> dict:
+def _baseline_metrics(name: str, p: Problem, path: Path, on_event: Event, started: float
+                      ) -> tuple[dict, torch.Tensor]:
     reset_peak_memory()
     t0 = time.perf_counter()
     out = run_baseline(name, p)
@@ -313,7 +310,7 @@ def _baseline_metrics(name: str, p: Problem, path: Path, on_event: Event, starte
         "warping_error": M.warping_error(out, flows=p.flows),
     }
     _write_json(path.with_name(f"{path.name}.metrics.json"), result)
-    return result
+    return result, out
 
 
 class _RunProgress:
@@ -394,9 +391,9 @@ def _build(cfg: EvaluateConfig, folder: Path, on_event: Event) -> dict:
         run_dir.mkdir(parents=True)
         if name in solvers:
             result = _solver_metrics(solvers[name], folder, path, on_event, started)
+            out = read_clip(path)
         else:
-            result = _baseline_metrics(name, p, path, on_event, started)
-        out = read_clip(path)
+            result, out = _baseline_metrics(name, p, path, on_event, started)
         frames = out.shape[0]
         rows[name] = {
             "kind": "solver" if name in solvers else "baseline",

@@ -4,7 +4,7 @@ Frames travel as ``uint8 (B, H, W, 3)`` RGB numpy batches; ``to_tensor`` /
 ``to_uint8`` convert to and from ``float32 (B, 3, H, W)`` tensors in ``[0, 1]``.
 """
 
-from .frames import to_tensor, to_uint8
+from .frames import quantize, to_tensor, to_uint8
 from .probe import IMAGE_SUFFIXES, VideoInfo, has_audio, list_frame_files, parse_fps, probe
 from .reader import read_frames, read_image
 from .writer import VideoWriter, output_kind
@@ -18,6 +18,7 @@ __all__ = [
     "output_kind",
     "parse_fps",
     "probe",
+    "quantize",
     "read_frames",
     "read_image",
     "to_tensor",

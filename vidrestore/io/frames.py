@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["to_tensor", "to_uint8"]
+__all__ = ["quantize", "to_tensor", "to_uint8"]
 
 
 def to_tensor(batch: np.ndarray) -> torch.Tensor:
@@ -37,3 +37,8 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     t = tensor.detach().to(device="cpu", dtype=torch.float32)
     t = torch.nan_to_num(t, nan=0.0).clamp_(0.0, 1.0).mul_(255.0).round_()
     return t.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def quantize(clip: torch.Tensor) -> torch.Tensor:
+    """Round a ``[0, 1]`` clip to the 8-bit levels a video file holds (``to_tensor(to_uint8(x))`` in place)."""
+    return (clip.clamp(0, 1) * 255).round() / 255
