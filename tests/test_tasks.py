@@ -14,7 +14,7 @@ from vidrestore import metrics as M
 from vidrestore import operators as ops
 from vidrestore.cli import app
 from vidrestore.config import resolve_config
-from vidrestore.io import probe
+from vidrestore.io import probe, quantize
 from vidrestore.tasks import (Task, deblur_initial_estimate, inpaint_initial_estimate,
                               interpolate_initial_estimate)
 from vidrestore.temporal.propagation import fill_smooth, propagate_known
@@ -37,10 +37,6 @@ def pan(frames, step=(2, 1), size=32, seed=0, tint=(1.0, 1.0, 1.0)):
     out = [big[margin + k * step[1]: margin + k * step[1] + size, margin + k * step[0]: margin + k * step[0] + size]
            for k in range(frames)]
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
-
-
-def quantize(x):
-    return (x.clamp(0, 1) * 255).round() / 255
 
 
 # ----------------------------------------------------------------------------- interpolate
@@ -126,12 +122,17 @@ def test_propagation_never_reads_other_frames_holes():
     assert not torch.isclose(x[..., 6:14, 6:14], torch.full_like(x[..., 6:14, 6:14], 0.77)).all()
 
 
-def test_inpaint_estimate_beats_per_frame_telea_on_a_moving_hole():
-    truth = quantize(pan(6, step=(1, 1)))
-    known = torch.ones(6, 1, 32, 32)
-    for f in range(6):
+def moving_hole(frames=6):
+    """A pan with an 8x8 hole moving 4 px per frame: (truth, known, y)."""
+    truth = quantize(pan(frames, step=(1, 1)))
+    known = torch.ones(frames, 1, 32, 32)
+    for f in range(frames):
         known[f, :, 10:18, 3 + 4 * f: 11 + 4 * f] = 0
-    y = truth * known
+    return truth, known, truth * known
+
+
+def test_inpaint_estimate_beats_per_frame_telea_on_a_moving_hole():
+    truth, known, y = moving_hole()
     x = inpaint_initial_estimate(y, known)
     assert torch.equal(x * known, y)
     telea = baselines.inpaint_classical(y, 1 - known, "telea")
@@ -139,11 +140,7 @@ def test_inpaint_estimate_beats_per_frame_telea_on_a_moving_hole():
 
 
 def test_inpaint_window_problem_keeps_what_other_frames_see():
-    truth = quantize(pan(6, step=(1, 1)))
-    known = torch.ones(6, 1, 32, 32)
-    for f in range(6):
-        known[f, :, 10:18, 3 + 4 * f: 11 + 4 * f] = 0
-    y = truth * known
+    truth, known, y = moving_hole()
     cfg = resolve_config("inpaint", None, ["degradation.boxes=['0,0,1,1']"])
     task = Task(cfg)
     y_solve, op_solve, x_init = task.window_problem(y, ops.Mask(known))

@@ -112,6 +112,7 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
                 stderr.print(f"vidrestore: {estimate.line()}", markup=False, highlight=False, soft_wrap=True)
             print(json.dumps({"estimate": estimate.to_dict(), "config": config.to_dict()}, indent=2))
             return
+
         def show_estimate() -> None:
             if not quiet:
                 _print_estimate(config, estimate_run, debug)
@@ -254,7 +255,8 @@ def interpolate(
     """Raise the frame rate k times by inventing the frames in between."""
     flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
                     metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("interpolate", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance), **{"degradation.factor": factor})
+    _run("interpolate", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
+         **{"degradation.factor": factor})
 
 
 class EvaluateProgress:
@@ -301,7 +303,7 @@ def evaluate(
     temporal: Annotated[Optional[str], typer.Option("--temporal", help="deblur: frame averaging uniform:K | gaussian:SIGMA.")] = None,
     sigma_y: Annotated[Optional[float], typer.Option("--sigma-y", help="deblur: Gaussian measurement noise std added to the input (0-1 range).")] = None,
     methods: Annotated[Optional[list[str]], typer.Option("--methods", help="Comma-separated subset: the task's baselines, initial, none, diffusion (every diffusion run) or a run's name. Default: all.")] = None,
-    presets: Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own, unless --variant is given).")] = None,
+    presets: Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own diffusion preset, e.g. interpolate-diffusion, unless --variant is given).")] = None,
     noise: Annotated[Optional[list[str]], typer.Option("--noise", help="Noise modes to run with each preset, comma-separated: independent, shared, warped.")] = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="An extra diffusion run NAME:KEY=VALUE[,KEY=VALUE...] (key preset picks the preset; repeatable).")] = None,
     set_: SetOpt = None, model: Model = None, seed: Seed = None, device: Device = None,
