@@ -420,8 +420,7 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[], None] 
             network_evaluations += (prior.unet_evaluations - evaluated if evaluated is not None
                                     else steps_per_window * (xe - xs))
             x = task.keep_known(x, y, operator)
-            # inpainting: the input's pixels inside the holes are not measurements (A y keeps only the known ones)
-            running.add_residual(operator, x, operator.A(y) if cfg.task == "inpaint" else y)
+            running.add_residual(operator, x, task.measured(y, operator))
             x = x.clamp(0, 1)
             if pending is not None:  # cross-fade the frames shared with the previous window
                 n_ov = pending.shape[0]

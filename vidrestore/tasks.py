@@ -174,6 +174,10 @@ class Task:
             x[:: self.temporal_factor] = y
         return x
 
+    def measured(self, y: torch.Tensor, operator: ops.LinearOperator) -> torch.Tensor:
+        """What of the input is a measurement: the pixels inside inpainting holes are not (A y keeps the rest)."""
+        return operator.A(y) if self.cfg.task == "inpaint" else y
+
     def operator(self, mask_frames: np.ndarray | None = None) -> ops.LinearOperator:
         cfg, deg = self.cfg, self.cfg.degradation
         if cfg.task == "superres":
