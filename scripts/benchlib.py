@@ -62,8 +62,6 @@ def run_cli(args: list, metrics_path: Path) -> dict:
     return result
 
 
-
-
 def mean_rows(rows: list[dict], keys: list[str]) -> dict:
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys if all(r.get(k) is not None for r in rows)}
 
@@ -79,12 +77,6 @@ def write_section(name: str, text: str, path: Path = BENCH_MD) -> None:
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
     path.write_text(doc)
-
-
-
-
-
-
 
 
 def evaluate_command(reference: Path, task: str, task_args: list, report: Path, *, methods=None, presets=(),
