@@ -5,7 +5,7 @@ A fully convolutional diffusers UNet2DModel (no attention, so any resolution
 works), epsilon-prediction, linear DDPM schedule with 1000 steps, trained on
 random crops of the stills in `stills.py` (held-out images excluded). EMA
 weights are exported in diffusers DDPMPipeline layout (model_index.json,
-unet/, scheduler/) as fp16 safetensors.
+unet/, scheduler/) as fp32 safetensors.
 
     python scripts/train_prior.py --minutes 120 --work runs/prior --export vidrestore/weights/vr-pixel-small
 
@@ -49,10 +49,17 @@ def parse_args() -> argparse.Namespace:
                    help="fraction of each batch drawn from t < --low-noise-max, where restoration needs the prior most")
     p.add_argument("--low-noise-max", type=int, default=400,
                    help="upper end of the low-noise range (the presets start sampling at t <= 150)")
+    p.add_argument("--bf16", action="store_true",
+                   help="run forward and backward under bf16 autocast (weights, optimiser and EMA stay fp32): "
+                        "1.7x faster on a CPU with AVX512-BF16, and on recent GPUs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="when --work has no checkpoint, continue from these exported weights (a folder written by "
+                        "--export): model and EMA start from its EMA, step count and wall time from its training.json, "
+                        "the optimiser afresh")
     p.add_argument("--export-only", action="store_true",
                    help="export the EMA weights of the last checkpoint in --work and exit (no training)")
     return p.parse_args()
@@ -154,10 +161,21 @@ def load_checkpoint(work: Path, model, ema, opt) -> tuple[int, float]:
     return int(state["step"]), float(state["elapsed_s"])
 
 
+def init_from_export(folder: Path, model: UNet2DModel, ema: UNet2DModel) -> tuple[int, float, list[dict]]:
+    """Load exported EMA weights into model and EMA; return the step, wall time and phases they record."""
+    weights = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    weights = {k: v.to(torch.float32) for k, v in weights.items()}
+    model.load_state_dict(weights)
+    ema.load_state_dict(weights)
+    meta = json.loads((folder / "training.json").read_text())
+    phases = meta.get("phases") or [{"from_step": 0, "lr": meta["lr"], "note": "first run"}]
+    return int(meta["steps"]), float(meta["wall_time_s"]), phases
+
+
 def export(ema: UNet2DModel, scheduler: DDPMScheduler, out: Path, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    ema.to(torch.float16).save_pretrained(out / "unet", safe_serialization=True)
-    ema.to(torch.float32)
+    # fp32 (26 MB for 6.5 M parameters): a later run can continue from the shipped weights without rounding loss
+    ema.save_pretrained(out / "unet", safe_serialization=True)
     scheduler.save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(json.dumps({
         "_class_name": "DDPMPipeline", "_diffusers_version": __import__("diffusers").__version__,
@@ -185,6 +203,9 @@ def main() -> None:
     ema.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     step, elapsed_before = load_checkpoint(args.work, model, ema, opt)
+    earlier_phases: list[dict] = []
+    if step == 0 and args.init_from is not None:
+        step, elapsed_before, earlier_phases = init_from_export(args.init_from, model, ema)
     if args.export_only:
         args.minutes = 0.0
     n_params = sum(p.numel() for p in model.parameters())
@@ -194,11 +215,12 @@ def main() -> None:
         log_path.write_text("step,elapsed_s,loss\n")
 
     phases_path = args.work / "phases.json"
-    phases = json.loads(phases_path.read_text()) if phases_path.exists() else []
+    phases = json.loads(phases_path.read_text()) if phases_path.exists() else earlier_phases
     if not args.export_only:
         # each invocation is one phase: a resumed run may change lr or the noise-level mix
         phases.append({"from_step": step, "minutes": args.minutes, "lr": args.lr,
-                       "low_noise_fraction": args.low_noise_fraction, "low_noise_max": args.low_noise_max})
+                       "low_noise_fraction": args.low_noise_fraction, "low_noise_max": args.low_noise_max,
+                       "bf16": args.bf16})
         phases_path.write_text(json.dumps(phases, indent=2))
 
     start = time.time()
@@ -213,7 +235,9 @@ def main() -> None:
             noise = torch.randn(x0.shape, generator=gen).to(device)
             a = alphas[t].view(-1, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            loss = torch.nn.functional.mse_loss(model(xt, t).sample, noise)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                prediction = model(xt, t).sample
+            loss = torch.nn.functional.mse_loss(prediction.float(), noise)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
