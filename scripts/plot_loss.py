@@ -1,5 +1,12 @@
 #!/usr/bin/env python
-"""Plot the prior's training loss (runs/prior/loss.csv) to docs/prior-loss.png."""
+"""Plot the prior's training loss to docs/prior-loss.png.
+
+    python scripts/plot_loss.py [LOSS_CSV] [PNG]
+
+LOSS_CSV defaults to docs/prior-loss.csv, the committed copy of a run's
+runs/prior/loss.csv (runs/ does not outlive a session; the weights and this
+log do).
+"""
 import csv
 import sys
 from pathlib import Path
@@ -9,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-log = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/prior/loss.csv")
+log = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/prior-loss.csv")
 out = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/prior-loss.png")
 rows = list(csv.DictReader(log.open()))
 steps = [int(r["step"]) for r in rows]
@@ -20,7 +27,8 @@ ax.plot(steps, loss)
 ax.set_yscale("log")
 ax.set_xlabel("optimiser step (batch 16 of 64x64 crops)")
 ax.set_ylabel("ε-MSE (running mean)")
-ax.set_title(f"vr-pixel-small training: {steps[-1]} steps, {minutes[-1]:.0f} min on 2 CPU cores")
+span = f"steps {steps[0]}–{steps[-1]}" if steps[0] > 100 else f"{steps[-1]} steps"
+ax.set_title(f"vr-pixel-small training: {span}, {minutes[-1]:.0f} min in all on 2 CPU cores", fontsize=10)
 ax.grid(True, which="both", alpha=0.3)
 fig.tight_layout()
 fig.savefig(out)
