@@ -51,7 +51,7 @@ def parse_args() -> argparse.Namespace:
                    help="upper end of the low-noise range (the presets start sampling at t <= 150)")
     p.add_argument("--bf16", action="store_true",
                    help="run forward and backward under bf16 autocast (weights, optimiser and EMA stay fp32): "
-                        "1.7x faster on a CPU with AVX512-BF16, and on recent GPUs")
+                        "1.7x faster on a CPU with AVX512-BF16")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -168,8 +168,7 @@ def init_from_export(folder: Path, model: UNet2DModel, ema: UNet2DModel) -> tupl
     model.load_state_dict(weights)
     ema.load_state_dict(weights)
     meta = json.loads((folder / "training.json").read_text())
-    phases = meta.get("phases") or [{"from_step": 0, "lr": meta["lr"], "note": "first run"}]
-    return int(meta["steps"]), float(meta["wall_time_s"]), phases
+    return int(meta["steps"]), float(meta["wall_time_s"]), meta.get("phases", [])
 
 
 def export(ema: UNet2DModel, scheduler: DDPMScheduler, out: Path, meta: dict) -> None:
@@ -267,7 +266,7 @@ def main() -> None:
     if args.export is not None:
         export(ema, scheduler, args.export, {
             "steps": step, "wall_time_s": round(elapsed, 1), "parameters": n_params, "batch": args.batch,
-            "crop": args.crop, "lr": args.lr, "ema_decay": args.ema_decay, "device": str(device),
+            "crop": args.crop, "ema_decay": args.ema_decay, "device": str(device),
             "threads": args.threads, "phases": phases, "training_images": sorted(images), "held_out": list(stills.HELD_OUT),
         })
     print(f"done: {step} steps, {elapsed / 60:.1f} min, {n_params / 1e6:.2f} M parameters")

@@ -36,7 +36,7 @@ def test_export_is_a_loadable_fp32_diffusers_folder(first_export):
     assert eps.shape == x0.shape == x.shape and eps.dtype == torch.float32
 
 
-def test_init_from_continues_step_count_phases_and_weights(first_export, tmp_path):
+def test_init_from_continues_step_count_and_phases(first_export, tmp_path):
     train("--work", str(tmp_path / "work"), "--init-from", str(first_export), "--steps", "3", "--lr", "1e-4",
           "--bf16", "--export", str(tmp_path / "second"))
     meta = json.loads((tmp_path / "second" / "training.json").read_text())
