@@ -216,8 +216,9 @@ def main() -> None:
     phases_path = args.work / "phases.json"
     phases = json.loads(phases_path.read_text()) if phases_path.exists() else earlier_phases
     if not args.export_only:
-        # each invocation is one phase: a resumed run may change lr or the noise-level mix
+        # each invocation is one phase: a resumed run may change lr, crop size or the noise-level mix
         phases.append({"from_step": step, "minutes": args.minutes, "lr": args.lr,
+                       "batch": args.batch, "crop": args.crop,
                        "low_noise_fraction": args.low_noise_fraction, "low_noise_max": args.low_noise_max,
                        "bf16": args.bf16})
         phases_path.write_text(json.dumps(phases, indent=2))

@@ -142,11 +142,12 @@ def test_deconvolution_kernel_mode_for_asymmetric_kernel():
 # ------------------------------------------------------------------ interpolation
 
 
-def pan(n, step, size=48, seed=5, flags=cv2.INTER_LINEAR):
-    big = texture(size + 8, size + 8 + int(np.ceil(n * step)), seed=seed, sigma=2.0)
+def pan(n, step, size=48, seed=5, flags=cv2.INTER_LINEAR, accel=0.0):
+    """A window moving right by `step` px per frame, plus `accel`·j² (an accelerating camera)."""
+    big = texture(size + 8, size + 8 + int(np.ceil(n * step + accel * n * n)), seed=seed, sigma=2.0)
     frames = []
     for j in range(n):
-        x0 = 4 + j * step
+        x0 = 4 + j * step + accel * j * j
         # sub-pixel windows by linear interpolation of the big texture (for ground truth)
         m = np.float32([[1, 0, x0], [0, 1, 4]])
         frames.append(cv2.warpAffine(big, m, (size, size), flags=flags | cv2.WARP_INVERSE_MAP))
@@ -192,6 +193,19 @@ def test_flow_midpoint_bicubic_sampling_keeps_detail_at_half_pixel():
     bicubic = interpolate_flow_midpoint(keyframes, 2, sampling="bicubic")
     assert torch.equal(bicubic[::2], keyframes.float())
     assert psnr(bicubic[1::2], truth[1::2]) > psnr(bilinear[1::2], truth[1::2]) + 1.0
+
+
+def test_quadratic_motion_follows_an_accelerating_pan():
+    truth = pan(9, step=1.0, accel=0.15, size=64, flags=cv2.INTER_LANCZOS4).clamp(0, 1)
+    keyframes = truth[::2]  # 2.6, 4.4, 6.2, 8 px apart: linear motion puts every midpoint 0.15 px off
+    linear = interpolate_flow_midpoint(keyframes, 2, sampling="bicubic")
+    quadratic = interpolate_flow_midpoint(keyframes, 2, sampling="bicubic", motion="quadratic")
+    assert torch.equal(quadratic[::2], keyframes.float())
+    # the first and last pairs have an end frame without acceleration: score the middle ones
+    inner = [3, 5]
+    assert psnr(quadratic[inner], truth[inner]) > psnr(linear[inner], truth[inner]) + 3.0
+    with pytest.raises(ValueError, match="motion"):
+        interpolate_flow_midpoint(keyframes, 2, motion="cubic")
 
 
 def test_flow_midpoint_moving_object_over_static_background():

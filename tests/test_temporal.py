@@ -14,6 +14,7 @@ from vidrestore.temporal import (
     scene_cut_distances,
 )
 from vidrestore.temporal.flow import to_gray_uint8
+from vidrestore.temporal.trajectory import accelerations, flows_to_neighbours
 
 
 def texture(h, w, seed=0, sigma=2.0):
@@ -241,3 +242,49 @@ def test_scene_cut_grayscale_and_threshold():
     clip = torch.cat([torch.full((3, 1, 16, 16), 0.2), torch.full((3, 1, 16, 16), 0.8)])
     assert detect_scene_cuts(clip) == [3]
     assert detect_scene_cuts(clip, threshold=1.0) == []
+
+
+# ------------------------------------------------------------------ trajectories for interpolation
+
+
+def _global_motion_flows(positions, h=8, w=10):
+    """Flows of a clip whose frame k is the scene shifted right by positions[k] pixels."""
+    n = len(positions)
+    fwd = torch.zeros(n - 1, 2, h, w)
+    for k in range(n - 1):
+        fwd[k, 0] = positions[k + 1] - positions[k]
+    return fwd, -fwd
+
+
+def test_quadratic_flows_are_exact_for_uniform_acceleration():
+    c = 0.25
+    positions = [c * k * k for k in range(5)]
+    fwd, bwd = _global_motion_flows(positions, w=40)
+    for t in (0.25, 0.5, 0.75):
+        g0, g1 = flows_to_neighbours(fwd, bwd, t)
+        for i in (1, 2):  # pairs whose both frames have a neighbour on each side
+            x_t = c * (i + t) ** 2
+            # I_t(p) = I_i(p + g0): the scene point at p came from where frame i had it
+            centre = (slice(None), slice(14, 26))  # flows that point inside the frame
+            assert torch.allclose(g0[i, 0][centre], torch.tensor(positions[i] - x_t), atol=1e-6)
+            assert torch.allclose(g1[i, 0][centre], torch.tensor(positions[i + 1] - x_t), atol=1e-6)
+            assert float(g0[i, 1].abs().max()) == 0.0
+
+
+def test_linear_flows_are_super_slomos_and_miss_the_acceleration():
+    positions = [0.25 * k * k for k in range(5)]
+    fwd, bwd = _global_motion_flows(positions, w=40)
+    g0, g1 = flows_to_neighbours(fwd, bwd, 0.5, quadratic=False)
+    assert torch.allclose(g0, -0.25 * fwd + 0.25 * bwd) and torch.allclose(g1, 0.25 * fwd - 0.25 * bwd)
+    # half-way between frames 1 and 2, linear motion is off by t(1−t)·a = 0.0625 px
+    assert torch.allclose(g0[1, 0, :, 14:26], torch.tensor(0.25 - 0.5625 - 0.0625))
+
+
+def test_no_acceleration_at_clip_ends_or_across_a_cut():
+    positions = [0.25 * k * k for k in range(6)]
+    fwd, bwd = _global_motion_flows(positions, w=40)
+    accel = accelerations(fwd, bwd)[:, 0, :, 14:26]
+    assert float(accel[0].abs().max()) == 0 and float(accel[-1].abs().max()) == 0
+    assert torch.allclose(accel[1:-1], torch.tensor(0.25))
+    cut = accelerations(fwd, bwd, cuts=[3])[:, 0, :, 14:26]
+    assert [float(a.abs().max()) for a in cut] == [0.0, 0.25, 0.0, 0.0, 0.25, 0.0]

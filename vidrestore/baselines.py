@@ -25,6 +25,7 @@ from torch import Tensor
 
 from vidrestore.temporal.flow import consecutive_flows
 from vidrestore.temporal.occlusion import occlusion_mask
+from vidrestore.temporal.trajectory import flows_to_neighbours
 from vidrestore.temporal.warp import backward_warp
 
 __all__ = [
@@ -299,7 +300,8 @@ def interpolate_blend(clip: Tensor, factor: int) -> Tensor:
 
 
 def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "medium",
-                              sampling: str = "bilinear", agreement: float | None = None):
+                              sampling: str = "bilinear", agreement: float | None = None,
+                              motion: str = "linear", cuts: list[int] = ()):
     """Invent frames by bidirectional flow warps of the two neighbours (DIS flow).
 
     For a pair ``(I0, I1)`` with flows ``F01`` (0→1) and ``F10`` (1→0) and time ``t``,
@@ -314,6 +316,11 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     likewise. Samples that fall outside their frame get no weight; if both do, the
     plain time-weighted mean is used.
 
+    ``motion="quadratic"`` replaces the linear-motion flows by the quadratic
+    trajectory through each frame's two neighbours
+    (:func:`~vidrestore.temporal.trajectory.flows_to_neighbours`; no acceleration
+    is taken across ``cuts``).
+
     ``sampling`` is how the images are read at the flow's sub-pixel positions
     (``"bilinear"``, the textbook choice, or ``"bicubic"``, which keeps detail
     that bilinear reads blur away: see :func:`backward_warp`).
@@ -324,6 +331,8 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     consistent) and give the same colour within the tolerance, and where only
     one of them sees it.
     """
+    if motion not in ("linear", "quadratic"):
+        raise ValueError(f"motion must be 'linear' or 'quadratic', got {motion!r}")
     clip = _check_clip(clip)
     factor = _check_factor(factor)
     n = clip.shape[0]
@@ -343,8 +352,7 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     floor = 0.02  # keeps a failed check from zeroing both sides
     for j in range(1, factor):
         t = j / factor
-        ft0 = -(1 - t) * t * fwd + t * t * bwd
-        ft1 = (1 - t) ** 2 * fwd - t * (1 - t) * bwd
+        ft0, ft1 = flows_to_neighbours(fwd, bwd, t, quadratic=motion == "quadratic", cuts=cuts)
         w0_img, in0 = backward_warp(i0, ft0, mode=sampling)
         w1_img, in1 = backward_warp(i1, ft1, mode=sampling)
         v1, _ = backward_warp(occ0, ft0)

@@ -203,6 +203,8 @@ WIENER_BALANCE = 1e-3
 WIENER_BALANCE_AFTER_TEMPORAL = 1e-2
 #: colour difference (in [0, 1]) below which the two flow warps of an invented pixel agree
 FLOW_AGREEMENT = 0.1
+#: motion model of the invented frames (see `interpolate_flow_midpoint`)
+INTERPOLATION_MOTION = "quadratic"
 #: weight of ‖x − y‖² in the temporal (frame-averaging) deconvolution of the deblur initial estimate
 TEMPORAL_TIKHONOV = 3e-3
 
@@ -227,10 +229,12 @@ def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] |
     y = y.clamp(0, 1)
     if factor == 1 or y.shape[0] < 2:
         return (y.clone(), torch.ones_like(y[:, :1])) if with_agreed else y.clone()
-    x, agreed = baselines.interpolate_flow_midpoint(y, factor, sampling="bicubic", agreement=FLOW_AGREEMENT)
+    cuts = detect_scene_cuts(y) if cuts is None else cuts
+    x, agreed = baselines.interpolate_flow_midpoint(y, factor, sampling="bicubic", agreement=FLOW_AGREEMENT,
+                                                    motion=INTERPOLATION_MOTION, cuts=cuts)
     x, agreed = x.to(y), agreed.to(y)
     x[::factor] = y
-    for cut in detect_scene_cuts(y) if cuts is None else cuts:
+    for cut in cuts:
         for j in range(1, factor):
             x[(cut - 1) * factor + j] = y[cut - 1] if j <= factor / 2 else y[cut]
             agreed[(cut - 1) * factor + j] = 1  # a repeat is what we want there: keep it clean
