@@ -25,7 +25,7 @@ minutes = [float(r["elapsed_s"]) / 60 for r in rows]
 fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
 ax.plot(steps, loss)
 ax.set_yscale("log")
-ax.set_xlabel("optimiser step (batch 16 of 64x64 crops)")
+ax.set_xlabel("optimiser step (batch and crop size per phase: see the model card)")
 ax.set_ylabel("ε-MSE (running mean)")
 span = f"steps {steps[0]}–{steps[-1]}" if steps[0] > 100 else f"{steps[-1]} steps"
 ax.set_title(f"vr-pixel-small training: {span}, {minutes[-1]:.0f} min in all on 2 CPU cores", fontsize=10)

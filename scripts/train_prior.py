@@ -266,8 +266,7 @@ def main() -> None:
         save_checkpoint(args.work, model, ema, opt, step, elapsed)
     if args.export is not None:
         export(ema, scheduler, args.export, {
-            "steps": step, "wall_time_s": round(elapsed, 1), "parameters": n_params, "batch": args.batch,
-            "crop": args.crop, "ema_decay": args.ema_decay, "device": str(device),
+            "steps": step, "wall_time_s": round(elapsed, 1), "parameters": n_params, "ema_decay": args.ema_decay, "device": str(device),
             "threads": args.threads, "phases": phases, "training_images": sorted(images), "held_out": list(stills.HELD_OUT),
         })
     print(f"done: {step} steps, {elapsed / 60:.1f} min, {n_params / 1e6:.2f} M parameters")

@@ -13,7 +13,8 @@ the part-way diffusion schedules (`sampler.start_t` < 1000) start:
   filled by Telea; known pixels exact;
 * deblur: Tikhonov-regularised temporal deconvolution (frame averaging) and
   Wiener deconvolution per frame (spatial kernel);
-* interpolate: the DIS-flow midpoint warp with occlusion-aware blending
+* interpolate: DIS-flow warps of both neighbours along quadratic trajectories,
+  read bicubically, with occlusion-aware blending
   (:func:`vidrestore.baselines.interpolate_flow_midpoint`); input frames exact;
   across a scene cut the nearer input frame is repeated instead of morphing.
 """
@@ -211,11 +212,13 @@ TEMPORAL_TIKHONOV = 3e-3
 
 def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] | None = None, *,
                                  with_agreed: bool = False):
-    """N input frames -> (N−1)·factor+1: DIS-flow midpoint warps, input frames kept exactly.
+    """N input frames -> (N−1)·factor+1: DIS-flow warps of the neighbours, input frames kept exactly.
 
     The neighbours are read with bicubic sampling: at the half-pixel offsets a
     midpoint usually lands on, bilinear reads blur the frame (2.9 dB lower PSNR
-    on the invented frames of scripts/bench_interpolate.py).
+    on the invented frames of scripts/bench_interpolate.py). Each pixel follows
+    the quadratic trajectory through three frames where the flows allow
+    (`INTERPOLATION_MOTION`; see :mod:`vidrestore.temporal.trajectory`).
 
     Between input frames i−1 and i where a shot starts (`cuts`, default
     :func:`~vidrestore.temporal.detect_scene_cuts` on `y`), the invented frames

@@ -1,4 +1,5 @@
-"""Temporal tools: optical flow (OpenCV DIS), backward warping, occlusion masks, scene cuts.
+"""Temporal tools: optical flow (OpenCV DIS), backward warping, occlusion masks, scene cuts,
+trajectories to in-between times (`trajectory`).
 
 Flow convention: ``(N, 2, H, W)`` tensors in pixels, channel 0 = x, channel 1 = y;
 ``estimate_flow(src, dst)`` gives ``src(p) ≈ dst(p + flow(p))`` so that
