@@ -43,3 +43,4 @@ def test_init_from_continues_step_count_and_phases(first_export, tmp_path):
     assert meta["steps"] == 3  # 2 carried over + 1 new step
     assert [p["from_step"] for p in meta["phases"]] == [0, 2]
     assert meta["phases"][1]["lr"] == 1e-4 and meta["phases"][1]["bf16"] is True
+    assert (meta["phases"][1]["batch"], meta["phases"][1]["crop"]) == (2, 16)  # a phase may change them
