@@ -261,7 +261,7 @@ def test_quadratic_flows_are_exact_for_uniform_acceleration():
     positions = [c * k * k for k in range(5)]
     fwd, bwd = _global_motion_flows(positions, w=40)
     for t in (0.25, 0.5, 0.75):
-        g0, g1 = flows_to_neighbours(fwd, bwd, t)
+        g0, g1 = flows_to_neighbours(fwd, bwd, t, accelerations(fwd, bwd))
         for i in (1, 2):  # pairs whose both frames have a neighbour on each side
             x_t = c * (i + t) ** 2
             # I_t(p) = I_i(p + g0): the scene point at p came from where frame i had it
@@ -274,7 +274,7 @@ def test_quadratic_flows_are_exact_for_uniform_acceleration():
 def test_linear_flows_are_super_slomos_and_miss_the_acceleration():
     positions = [0.25 * k * k for k in range(5)]
     fwd, bwd = _global_motion_flows(positions, w=40)
-    g0, g1 = flows_to_neighbours(fwd, bwd, 0.5, quadratic=False)
+    g0, g1 = flows_to_neighbours(fwd, bwd, 0.5)
     assert torch.allclose(g0, -0.25 * fwd + 0.25 * bwd) and torch.allclose(g1, 0.25 * fwd - 0.25 * bwd)
     # half-way between frames 1 and 2, linear motion is off by t(1−t)·a = 0.0625 px
     assert torch.allclose(g0[1, 0, :, 14:26], torch.tensor(0.25 - 0.5625 - 0.0625))

@@ -18,6 +18,8 @@ symmetric kernels (Gaussian, uniform) the two are identical.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 import torch
@@ -25,7 +27,7 @@ from torch import Tensor
 
 from vidrestore.temporal.flow import consecutive_flows
 from vidrestore.temporal.occlusion import occlusion_mask
-from vidrestore.temporal.trajectory import flows_to_neighbours
+from vidrestore.temporal.trajectory import accelerations, flows_to_neighbours
 from vidrestore.temporal.warp import backward_warp
 
 __all__ = [
@@ -301,7 +303,7 @@ def interpolate_blend(clip: Tensor, factor: int) -> Tensor:
 
 def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "medium",
                               sampling: str = "bilinear", agreement: float | None = None,
-                              motion: str = "linear", cuts: list[int] = ()):
+                              motion: str = "linear", cuts: Sequence[int] = ()):
     """Invent frames by bidirectional flow warps of the two neighbours (DIS flow).
 
     For a pair ``(I0, I1)`` with flows ``F01`` (0→1) and ``F10`` (1→0) and time ``t``,
@@ -350,9 +352,10 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     out[-1] = x[-1]
     agree = torch.ones_like(out[:, :1])
     floor = 0.02  # keeps a failed check from zeroing both sides
+    accel = accelerations(fwd, bwd, cuts=cuts, visible=(occ0, occ1)) if motion == "quadratic" else None
     for j in range(1, factor):
         t = j / factor
-        ft0, ft1 = flows_to_neighbours(fwd, bwd, t, quadratic=motion == "quadratic", cuts=cuts)
+        ft0, ft1 = flows_to_neighbours(fwd, bwd, t, accel)
         w0_img, in0 = backward_warp(i0, ft0, mode=sampling)
         w1_img, in1 = backward_warp(i1, ft1, mode=sampling)
         v1, _ = backward_warp(occ0, ft0)
