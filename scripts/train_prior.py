@@ -15,6 +15,7 @@ Checkpoints are safetensors plus JSON: nothing is pickled.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -60,6 +61,9 @@ def parse_args() -> argparse.Namespace:
                    help="when --work has no checkpoint, continue from these exported weights (a folder written by "
                         "--export): model and EMA start from its EMA, step count and wall time from its training.json, "
                         "the optimiser afresh")
+    p.add_argument("--export-dtype", choices=("fp32", "fp16"), default="fp32",
+                   help="fp32 lets a later --init-from continue without rounding loss; fp16 halves the size "
+                        "(the shipped model must stay under 30 MB)")
     p.add_argument("--export-only", action="store_true",
                    help="export the EMA weights of the last checkpoint in --work and exit (no training)")
     return p.parse_args()
@@ -161,20 +165,77 @@ def load_checkpoint(work: Path, model, ema, opt) -> tuple[int, float]:
     return int(state["step"]), float(state["elapsed_s"])
 
 
+def identity_resnet(weights: dict, prefix: str, channels: int, skip: int) -> None:
+    """Set a fresh ResNet block to the identity on its first `channels` inputs: zero last conv
+    (the residual branch adds nothing) and, when a skip is concatenated, a 1×1 shortcut that
+    keeps the main path and drops the skip. Training then grows the branch from zero."""
+    weights[f"{prefix}.conv2.weight"].zero_()
+    weights[f"{prefix}.conv2.bias"].zero_()
+    if skip:
+        shortcut = torch.zeros(channels, channels + skip, 1, 1)
+        shortcut[:, :channels, 0, 0] = torch.eye(channels)
+        weights[f"{prefix}.conv_shortcut.weight"] = shortcut
+        weights[f"{prefix}.conv_shortcut.bias"] = torch.zeros(channels)
+
+
+def grow_depth(shallow: dict[str, torch.Tensor], old_layers: int, deep: UNet2DModel) -> dict[str, torch.Tensor]:
+    """Weights for `deep` (more ResNet layers per block) computing exactly what `shallow` computes.
+
+    Each down block gets identity blocks appended, so its extra skip outputs repeat its last
+    one; each up block gets identity blocks right after its first, which read those repeats.
+    The old blocks keep reading the same skips as before (diffusers pops skips last-in first-out).
+    """
+    new_layers = deep.config.layers_per_block
+    extra = new_layers - old_layers
+    weights = {k: v.clone() for k, v in deep.state_dict().items()}
+
+    def copy_block(old: str, new: str) -> None:
+        for key, value in shallow.items():
+            if key.startswith(old + "."):
+                weights[new + key[len(old):]] = value.clone()
+
+    for key, value in shallow.items():
+        if not key.startswith(("down_blocks.", "up_blocks.")):
+            weights[key] = value.clone()
+    for level, block in enumerate(deep.down_blocks):
+        copy_block(f"down_blocks.{level}.downsamplers", f"down_blocks.{level}.downsamplers")
+        for i in range(old_layers):
+            copy_block(f"down_blocks.{level}.resnets.{i}", f"down_blocks.{level}.resnets.{i}")
+        for i in range(old_layers, new_layers):
+            identity_resnet(weights, f"down_blocks.{level}.resnets.{i}", block.resnets[i].out_channels, 0)
+    for level, block in enumerate(deep.up_blocks):
+        copy_block(f"up_blocks.{level}.upsamplers", f"up_blocks.{level}.upsamplers")
+        copy_block(f"up_blocks.{level}.resnets.0", f"up_blocks.{level}.resnets.0")
+        for i in range(1, 1 + extra):
+            channels = block.resnets[i].out_channels
+            identity_resnet(weights, f"up_blocks.{level}.resnets.{i}", channels, channels)
+        for m in range(1, old_layers + 1):
+            copy_block(f"up_blocks.{level}.resnets.{m}", f"up_blocks.{level}.resnets.{m + extra}")
+    return weights
+
+
 def init_from_export(folder: Path, model: UNet2DModel, ema: UNet2DModel) -> tuple[int, float, list[dict]]:
-    """Load exported EMA weights into model and EMA; return the step, wall time and phases they record."""
+    """Load exported EMA weights into model and EMA; return the step, wall time and phases they record.
+
+    When `model` has more layers per block than the export, the export is grown to it first
+    (`grow_depth`): training continues from the same function with more capacity."""
     weights = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
     weights = {k: v.to(torch.float32) for k, v in weights.items()}
+    old_layers = json.loads((folder / "unet" / "config.json").read_text())["layers_per_block"]
+    if old_layers > model.config.layers_per_block:
+        raise SystemExit(f"error: {folder} has {old_layers} layers per block; --layers-per-block cannot shrink it")
+    if old_layers < model.config.layers_per_block:
+        weights = grow_depth(weights, old_layers, model)
     model.load_state_dict(weights)
     ema.load_state_dict(weights)
     meta = json.loads((folder / "training.json").read_text())
     return int(meta["steps"]), float(meta["wall_time_s"]), meta.get("phases", [])
 
 
-def export(ema: UNet2DModel, scheduler: DDPMScheduler, out: Path, meta: dict) -> None:
+def export(ema: UNet2DModel, scheduler: DDPMScheduler, out: Path, meta: dict, dtype: str = "fp32") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    # fp32 (26 MB for 6.5 M parameters): a later run can continue from the shipped weights without rounding loss
-    ema.save_pretrained(out / "unet", safe_serialization=True)
+    unet = copy.deepcopy(ema).to(torch.float16) if dtype == "fp16" else ema
+    unet.save_pretrained(out / "unet", safe_serialization=True)
     scheduler.save_pretrained(out / "scheduler")
     (out / "model_index.json").write_text(json.dumps({
         "_class_name": "DDPMPipeline", "_diffusers_version": __import__("diffusers").__version__,
@@ -268,7 +329,8 @@ def main() -> None:
         export(ema, scheduler, args.export, {
             "steps": step, "wall_time_s": round(elapsed, 1), "parameters": n_params, "ema_decay": args.ema_decay, "device": str(device),
             "threads": args.threads, "phases": phases, "training_images": sorted(images), "held_out": list(stills.HELD_OUT),
-        })
+            "dtype": args.export_dtype,
+        }, args.export_dtype)
     print(f"done: {step} steps, {elapsed / 60:.1f} min, {n_params / 1e6:.2f} M parameters")
 
 

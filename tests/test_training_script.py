@@ -44,3 +44,46 @@ def test_init_from_continues_step_count_and_phases(first_export, tmp_path):
     assert [p["from_step"] for p in meta["phases"]] == [0, 2]
     assert meta["phases"][1]["lr"] == 1e-4 and meta["phases"][1]["bf16"] is True
     assert (meta["phases"][1]["batch"], meta["phases"][1]["crop"]) == (2, 16)  # a phase may change them
+
+
+@pytest.mark.parametrize("old_layers, new_layers, channels", [(1, 2, (16, 32)), (1, 3, (16, 32, 48)), (2, 3, (16, 32))])
+def test_grow_depth_computes_the_same_function(old_layers, new_layers, channels):
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from train_prior import build_unet, grow_depth
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    gen = torch.Generator().manual_seed(0)
+    shallow, deep = build_unet(channels, old_layers), build_unet(channels, new_layers)
+    with torch.no_grad():
+        for p in shallow.parameters():  # diffusers' default init leaves some layers zero: randomise all
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    deep.load_state_dict(grow_depth(shallow.state_dict(), old_layers, deep))
+    assert sum(p.numel() for p in deep.parameters()) > sum(p.numel() for p in shallow.parameters())
+    x, t = torch.randn(2, 3, 32, 32, generator=gen), torch.tensor([5, 700])
+    with torch.no_grad():
+        torch.testing.assert_close(deep(x, t).sample, shallow(x, t).sample, rtol=0, atol=1e-5)
+
+
+def test_init_from_grows_depth_and_exports_fp16(first_export, tmp_path):
+    train("--work", str(tmp_path / "work"), "--init-from", str(first_export), "--layers-per-block", "2",
+          "--steps", "3", "--export", str(tmp_path / "deep"), "--export-dtype", "fp16")
+    config = json.loads((tmp_path / "deep" / "unet" / "config.json").read_text())
+    meta = json.loads((tmp_path / "deep" / "training.json").read_text())
+    assert config["layers_per_block"] == 2 and meta["dtype"] == "fp16" and meta["steps"] == 3
+    from safetensors.torch import load_file
+    stored = load_file(tmp_path / "deep" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    prior = load_prior(str(tmp_path / "deep"), torch.device("cpu"))  # fp16 on disk, fp32 on CPU
+    eps, _ = prior.tweedie(torch.zeros(1, 3, 16, 16), 10)
+    assert eps.dtype == torch.float32 and torch.isfinite(eps).all()
+
+
+def test_init_from_refuses_to_shrink(tmp_path, first_export):
+    deep = tmp_path / "deep"
+    train("--work", str(tmp_path / "w1"), "--init-from", str(first_export), "--layers-per-block", "2",
+          "--steps", "2", "--export", str(deep))
+    result = subprocess.run([sys.executable, "train_prior.py", *TINY, "--work", str(tmp_path / "w2"),
+                             "--init-from", str(deep), "--steps", "3"], cwd=SCRIPTS, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode != 0 and "cannot shrink" in result.stderr
