@@ -47,6 +47,7 @@ def test_preset_from_a_file(tmp_path):
     (["sampler.steps=0"], "at least 1"),
     (["runtime.overlap=-1"], "runtime.overlap"),
     (["sampler.eta=1.5"], "sampler.eta"),
+    (["guidance.flow_updates=-1"], "guidance.flow_updates"),
 ])
 def test_bad_overrides_are_usage_errors(sets, match):
     with pytest.raises(UsageError, match=match):

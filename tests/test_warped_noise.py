@@ -13,7 +13,7 @@ from vidrestore.operators import BoxDownsample
 from vidrestore.temporal import window_motion
 from vidrestore.priors import PixelDenoiser
 from vidrestore.samplers import (EquivarianceGuidance, WarpedNoise, dds_sample, ddim_timesteps, equivariance_energy,
-                                 make_noise_sampler)
+                                 make_noise_sampler, update_steps)
 from vidrestore.temporal import backward_warp, occlusion_mask
 
 CPU = torch.device("cpu")
@@ -178,6 +178,35 @@ def test_guidance_step_lowers_the_energy(sampling):
         EquivarianceGuidance(-1.0, flows)
 
 
+def test_update_steps_spread_over_the_schedule():
+    assert update_steps(20, 0) == frozenset() and update_steps(1, 3) == frozenset()
+    assert update_steps(20, 1) == {10} and update_steps(20, 3) == {5, 10, 15}
+    assert update_steps(3, 5) == {1, 2}  # never the first step, never past the last
+
+
+def test_guidance_reestimates_its_flow_after_the_update_steps():
+    x, flows = self_warping_clip(seed=8)
+    x = x + 0.1 * torch.rand(x.shape, generator=torch.Generator().manual_seed(9), dtype=x.dtype)
+    other = torch.zeros_like(flows)
+    seen = []
+
+    def reestimate(clip):
+        seen.append(clip)
+        return other, torch.ones_like(other[:, :1])
+
+    guidance = EquivarianceGuidance(1.0, flows, reestimate=reestimate, update_at={1})
+    first = guidance(x, 0, 900)
+    assert seen == [] and guidance.flows is not other  # step 0: the initial flow, no re-estimate
+    second = guidance(x, 1, 800)
+    assert len(seen) == 1 and torch.equal(seen[0], second.clamp(0, 1))  # measured on the guided estimate
+    assert torch.equal(guidance.flows, other) and torch.equal(guidance.masks, torch.ones_like(other[:, :1]))
+    assert torch.equal(first, second)  # the step itself used the old flow; later steps use the new one
+    expected = x - (1.0 / 8) * equivariance_energy(x, other, torch.ones_like(other[:, :1]))[1]
+    assert torch.allclose(guidance(x, 2, 700), expected)
+    with pytest.raises(ValueError, match="reestimate"):
+        EquivarianceGuidance(1.0, flows, update_at={1})
+
+
 @pytest.fixture(scope="module")
 def pan_problem():
     unet, scheduler = tiny_unet()
@@ -202,6 +231,18 @@ def test_guidance_lowers_the_warping_error_of_dds_on_a_pan(pan_problem):
     assert torch.equal(x_off, x_zero)
     assert we_on < 0.75 * we_off
     assert ((op.A(x_on) - y).norm() / y.norm()).item() < 1e-2  # still data-consistent
+
+
+def test_flow_updates_change_the_guided_restoration_and_keep_it_data_consistent(pan_problem):
+    from vidrestore.pipeline import restore_window
+    denoiser, op, y, truth, _ = pan_problem
+    outs = []
+    for updates in (0, 2):
+        cfg = resolve_config("superres", None, ["sampler.steps=4", "sampler.start_t=1000",
+                                                f"guidance.flow_updates={updates}"])
+        outs.append(restore_window(denoiser, op, y, list(range(6)), cfg))
+    assert not torch.equal(outs[0], outs[1])
+    assert ((op.A(outs[1]) - y).norm() / y.norm()).item() < 1e-2
 
 
 def test_dds_with_warped_noise(pan_problem):

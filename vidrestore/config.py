@@ -75,6 +75,7 @@ class LatentConfig:
 class GuidanceConfig:
     equivariance: float = 0.0      # equivariance self-guidance weight λ (0 = off; 0 < λ < 2, 1 = a full 1/L step)
     sampling: str = "bilinear"     # how the guidance warps read between pixels: bilinear | bicubic
+    flow_updates: int = 0          # re-estimate the flow this many times from the guided estimate (evenly over the steps)
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UsageError(f"runtime.tile must be at least 16 pixels, got {cfg.runtime.tile}")
     if cfg.runtime.overlap < 0:
         raise UsageError(f"runtime.overlap must be >= 0, got {cfg.runtime.overlap}")
+    if cfg.guidance.flow_updates < 0:
+        raise UsageError(f"guidance.flow_updates must be >= 0, got {cfg.guidance.flow_updates}")
     if cfg.latent.inversion_t < 0:
         raise UsageError(f"latent.inversion_t must be >= 0, got {cfg.latent.inversion_t}")
     if not 0.0 <= cfg.sampler.eta <= 1.0:

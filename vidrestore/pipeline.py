@@ -29,7 +29,8 @@ from vidrestore.priors import LatentDenoiser, PixelDenoiser, load_prior, model_k
 from vidrestore.priors.estimate import Estimate, estimate, latent_network_cost, pixel_network_cost, read_config
 from vidrestore.priors.loading import hub_offline
 from vidrestore.resume import PartialRun, ResumeState, run_key
-from vidrestore.samplers import EquivarianceGuidance, dds_sample, ddim_timesteps, least_squares, make_noise_sampler
+from vidrestore.samplers import (EquivarianceGuidance, dds_sample, ddim_timesteps, least_squares, make_noise_sampler,
+                                 update_steps)
 from vidrestore.samplers.latent_dds import latent_dds_sample, latent_motion, latent_timesteps
 from vidrestore.tasks import Task, iter_mask_frames, make_task
 from vidrestore.temporal import WindowMotion, detect_scene_cuts, window_motion
@@ -206,16 +207,30 @@ class RunningMetrics:
 
 
 def _window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tensor
-                     ) -> tuple[float, WindowMotion | None, EquivarianceGuidance | None]:
-    """DDS's γ, and the window's motion and equivariance guidance where warped noise or guidance need them."""
+                     ) -> tuple[float, WindowMotion | None]:
+    """DDS's γ, and the window's motion where warped noise or guidance need it."""
     s, weight = cfg.sampler, cfg.guidance.equivariance
     gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
     # warped noise and equivariance guidance follow the flow of the initial estimate
     needs_motion = s.noise == "warped" or weight > 0
     motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
-    guidance = EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd,
-                                    sampling=cfg.guidance.sampling) if weight > 0 else None
-    return gamma, motion, guidance
+    return gamma, motion
+
+
+def _guidance(cfg: RunConfig, operator: LinearOperator, motion: WindowMotion | None, steps: int
+              ) -> EquivarianceGuidance | None:
+    """A fresh equivariance-guidance hook for one sampling run; None when the weight is 0."""
+    g = cfg.guidance
+    if g.equivariance <= 0 or motion is None:
+        return None
+    known = getattr(operator, "known", None)
+
+    def reestimate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = window_motion(x, known, cuts=motion.cuts)  # shots stay as found on the initial estimate
+        return m.flows_fwd, m.valid_fwd
+
+    return EquivarianceGuidance(g.equivariance, motion.flows_fwd, motion.valid_fwd, sampling=g.sampling,
+                                reestimate=reestimate, update_at=update_steps(steps, g.flow_updates))
 
 
 def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: list[int], cfg: RunConfig,
@@ -236,10 +251,11 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     s = cfg.sampler
     partial = s.start_t < prior.num_train_timesteps
     timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
-    gamma, motion, guidance = _window_coupling(cfg, operator, x_init)
+    gamma, motion = _window_coupling(cfg, operator, x_init)
     total = None
     for k in range(s.average):
         seed = cfg.runtime.seed + 7919 * k
+        guidance = _guidance(cfg, operator, motion, len(timesteps))
         noise = make_noise_sampler(s.noise, seed, flows=motion.flows_bwd, masks=motion.valid_bwd,
                                    cuts=motion.cuts) if s.noise == "warped" else make_noise_sampler(s.noise, seed)
         x = dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
@@ -255,12 +271,13 @@ def restore_window_latent(prior: LatentDenoiser, operator: LinearOperator, y: to
     """One window with a latent prior (VISION-XL); `sampler.start_t` is replaced by `latent.inversion_t`."""
     s, lat = cfg.sampler, cfg.latent
     timesteps = latent_timesteps(s.steps, prior.num_train_timesteps, lat.init, lat.inversion_t)
-    gamma, motion, guidance = _window_coupling(cfg, operator, x_init)
+    gamma, motion = _window_coupling(cfg, operator, x_init)
     # scene cuts split the inversion into shots
     cuts = motion.cuts if motion is not None else (detect_scene_cuts(x_init) if lat.init == "inversion" else [])
     total = None
     for k in range(s.average):
         seed = cfg.runtime.seed + 7919 * k
+        guidance = _guidance(cfg, operator, motion, len(timesteps))
         if s.noise == "warped":  # the noise lives on the latent grid: so must its flows
             latent_size = prior.latent_shape(*x_init.shape[-2:])[1:]
             flows, masks = latent_motion(motion.flows_bwd, motion.valid_bwd, latent_size)

@@ -30,7 +30,7 @@ frequency is removed in one step; the residual of a single pair halves).
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Collection, Protocol
 
 import torch
 
@@ -85,17 +85,39 @@ def equivariance_energy(x: torch.Tensor, flows: torch.Tensor, masks: torch.Tenso
     return e.detach(), grad
 
 
+FlowEstimator = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]  # clip → (flows, masks)
+
+
+def update_steps(steps: int, updates: int) -> frozenset[int]:
+    """`updates` step indices spread evenly over a schedule of `steps` steps (never the first)."""
+    if updates <= 0 or steps < 2:
+        return frozenset()
+    return frozenset(min(steps - 1, max(1, round(steps * k / (updates + 1)))) for k in range(1, updates + 1))
+
+
 class EquivarianceGuidance:
-    """A `dds_sample` guidance hook: one step x̂0 ← x̂0 − (λ/8) ∇e per diffusion step."""
+    """A `dds_sample` guidance hook: one step x̂0 ← x̂0 − (λ/8) ∇e per diffusion step.
+
+    The flow starts as the one given (measured on the initial estimate, which for
+    super-resolution is a blurry upsampling). With `reestimate` and `update_at`, the
+    flow is measured again on the guided estimate after the steps in `update_at`:
+    later steps follow the motion of a sharper, temporally consistent clip. The hook
+    keeps that state, so use a fresh one per sampling run.
+    """
 
     def __init__(self, weight: float, flows: torch.Tensor, masks: torch.Tensor | None = None, *,
-                 sampling: str = "bilinear"):
+                 sampling: str = "bilinear", reestimate: FlowEstimator | None = None,
+                 update_at: Collection[int] = ()):
         if not weight >= 0:
             raise ValueError(f"equivariance weight must be >= 0, got {weight!r}")
+        if update_at and reestimate is None:
+            raise ValueError("update_at needs a reestimate function")
         self.weight = float(weight)
         self.sampling = sampling
         self.flows = flows.detach()
         self.masks = None if masks is None else masks.detach()
+        self.reestimate = reestimate
+        self.update_at = frozenset(update_at)
         self.energies: list[float] = []  # e before each step, for diagnostics
 
     def __call__(self, x0: torch.Tensor, step: int, t: int) -> torch.Tensor:
@@ -103,4 +125,8 @@ class EquivarianceGuidance:
             return x0
         e, grad = equivariance_energy(x0, self.flows, self.masks, sampling=self.sampling)
         self.energies.append(float(e))
-        return x0 - (self.weight / LIPSCHITZ) * grad
+        guided = x0 - (self.weight / LIPSCHITZ) * grad
+        if step in self.update_at:
+            flows, masks = self.reestimate(guided.clamp(0, 1))
+            self.flows, self.masks = flows.detach(), masks.detach()
+        return guided

@@ -28,15 +28,18 @@ class WindowMotion:
     cuts: list[int]
 
 
-def window_motion(x_init: torch.Tensor, known: torch.Tensor | None = None) -> WindowMotion:
+def window_motion(x_init: torch.Tensor, known: torch.Tensor | None = None, cuts: list[int] | None = None
+                  ) -> WindowMotion:
     """Flows, occlusion masks and scene cuts of a window from its initial estimate (F, C, H, W) in [0, 1].
 
     For inpainting, pixels where `known` is 0 (the holes) are ignored by the flow estimator.
+    `cuts` keeps shot boundaries found earlier (when the flow is re-measured on a
+    restored estimate); by default they are detected on `x_init`.
     """
     holes = None if known is None else (known < 0.5).any(dim=1, keepdim=True).cpu()
     fwd, bwd = consecutive_flows(x_init, holes)
     valid_fwd, valid_bwd = occlusion_mask(fwd, bwd), occlusion_mask(bwd, fwd)
-    cuts = detect_scene_cuts(x_init)
+    cuts = detect_scene_cuts(x_init) if cuts is None else list(cuts)
     for c in cuts:  # no correspondence across a shot boundary
         valid_fwd[c - 1].zero_()
         valid_bwd[c - 1].zero_()
