@@ -75,7 +75,8 @@ class LatentConfig:
 class GuidanceConfig:
     equivariance: float = 0.0      # equivariance self-guidance weight λ (0 = off; 0 < λ < 2, 1 = a full 1/L step)
     sampling: str = "bilinear"     # how the guidance warps read between pixels: bilinear | bicubic
-    flow_updates: int = 0          # re-estimate the flow this many times from the guided estimate (evenly over the steps)
+    flow_updates: int = 0          # re-measure the guidance's flow this many times on the guided estimate (evenly
+                                   # over the steps); warped noise keeps the flow of the initial estimate
 
 
 @dataclass(frozen=True)
