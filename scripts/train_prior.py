@@ -5,12 +5,15 @@ A fully convolutional diffusers UNet2DModel (no attention, so any resolution
 works), epsilon-prediction, linear DDPM schedule with 1000 steps, trained on
 random crops of the stills in `stills.py` (held-out images excluded). EMA
 weights are exported in diffusers DDPMPipeline layout (model_index.json,
-unet/, scheduler/) as fp32 safetensors.
+unet/, scheduler/) as fp32 or (`--export-dtype fp16`) fp16 safetensors.
 
     python scripts/train_prior.py --minutes 120 --work runs/prior --export vidrestore/weights/vr-pixel-small
 
 Rerunning the same command resumes from the last checkpoint in --work.
-Checkpoints are safetensors plus JSON: nothing is pickled.
+Checkpoints are safetensors plus JSON: nothing is pickled. `--init-from` an
+export with a larger `--layers-per-block` grows the export first: the added
+ResNet blocks start as the identity, so training continues from the same
+function with more capacity (how the shipped model went from 1 to 2 layers).
 """
 from __future__ import annotations
 
