@@ -118,7 +118,7 @@ def main():
         command += (" --methods " + " ".join(args.methods)) if args.methods else ""
         variants = "" if args.section != "superres" else (
             "; the diffusion rows are `--variant` runs that set noise and guidance explicitly on top of the "
-            "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations")
+            "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations, the flow re-measured once halfway")
         text = (f"{'## Super-resolution' if args.section == 'superres' else '### Presets'}\n\nCommand: "
                 f"`{command}`, {EVALUATE_NOTE}{variants}).\n\n" + "\n".join(sections))
         write_section(args.section, text)
