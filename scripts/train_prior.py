@@ -192,28 +192,22 @@ def grow_depth(shallow: dict[str, torch.Tensor], old_layers: int, deep: UNet2DMo
     extra = new_layers - old_layers
     weights = {k: v.clone() for k, v in deep.state_dict().items()}
 
-    def copy_block(old: str, new: str) -> None:
-        for key, value in shallow.items():
-            if key.startswith(old + "."):
-                weights[new + key[len(old):]] = value.clone()
+    def moved(key: str) -> str:
+        """Where a shallow weight lives in `deep`: up-block layers after the first shift by `extra`."""
+        parts = key.split(".")
+        if parts[0] == "up_blocks" and parts[2] == "resnets" and int(parts[3]) >= 1:
+            parts[3] = str(int(parts[3]) + extra)
+        return ".".join(parts)
 
     for key, value in shallow.items():
-        if not key.startswith(("down_blocks.", "up_blocks.")):
-            weights[key] = value.clone()
+        weights[moved(key)] = value.clone()
     for level, block in enumerate(deep.down_blocks):
-        copy_block(f"down_blocks.{level}.downsamplers", f"down_blocks.{level}.downsamplers")
-        for i in range(old_layers):
-            copy_block(f"down_blocks.{level}.resnets.{i}", f"down_blocks.{level}.resnets.{i}")
         for i in range(old_layers, new_layers):
             identity_resnet(weights, f"down_blocks.{level}.resnets.{i}", block.resnets[i].out_channels, 0)
     for level, block in enumerate(deep.up_blocks):
-        copy_block(f"up_blocks.{level}.upsamplers", f"up_blocks.{level}.upsamplers")
-        copy_block(f"up_blocks.{level}.resnets.0", f"up_blocks.{level}.resnets.0")
         for i in range(1, 1 + extra):
             channels = block.resnets[i].out_channels
             identity_resnet(weights, f"up_blocks.{level}.resnets.{i}", channels, channels)
-        for m in range(1, old_layers + 1):
-            copy_block(f"up_blocks.{level}.resnets.{m}", f"up_blocks.{level}.resnets.{m + extra}")
     return weights
 
 

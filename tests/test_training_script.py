@@ -65,25 +65,29 @@ def test_grow_depth_computes_the_same_function(old_layers, new_layers, channels)
         torch.testing.assert_close(deep(x, t).sample, shallow(x, t).sample, rtol=0, atol=1e-5)
 
 
-def test_init_from_grows_depth_and_exports_fp16(first_export, tmp_path):
-    train("--work", str(tmp_path / "work"), "--init-from", str(first_export), "--layers-per-block", "2",
-          "--steps", "3", "--export", str(tmp_path / "deep"), "--export-dtype", "fp16")
-    config = json.loads((tmp_path / "deep" / "unet" / "config.json").read_text())
-    meta = json.loads((tmp_path / "deep" / "training.json").read_text())
+@pytest.fixture(scope="module")
+def deep_export(first_export, tmp_path_factory) -> Path:
+    """The 1-layer first export grown to 2 layers per block, exported in fp16."""
+    root = tmp_path_factory.mktemp("deep")
+    train("--work", str(root / "work"), "--init-from", str(first_export), "--layers-per-block", "2",
+          "--steps", "3", "--export", str(root / "deep"), "--export-dtype", "fp16")
+    return root / "deep"
+
+
+def test_init_from_grows_depth_and_exports_fp16(deep_export):
+    config = json.loads((deep_export / "unet" / "config.json").read_text())
+    meta = json.loads((deep_export / "training.json").read_text())
     assert config["layers_per_block"] == 2 and meta["dtype"] == "fp16" and meta["steps"] == 3
     from safetensors.torch import load_file
-    stored = load_file(tmp_path / "deep" / "unet" / "diffusion_pytorch_model.safetensors")
+    stored = load_file(deep_export / "unet" / "diffusion_pytorch_model.safetensors")
     assert {v.dtype for v in stored.values()} == {torch.float16}
-    prior = load_prior(str(tmp_path / "deep"), torch.device("cpu"))  # fp16 on disk, fp32 on CPU
+    prior = load_prior(str(deep_export), torch.device("cpu"))  # fp16 on disk, fp32 on CPU
     eps, _ = prior.tweedie(torch.zeros(1, 3, 16, 16), 10)
     assert eps.dtype == torch.float32 and torch.isfinite(eps).all()
 
 
-def test_init_from_refuses_to_shrink(tmp_path, first_export):
-    deep = tmp_path / "deep"
-    train("--work", str(tmp_path / "w1"), "--init-from", str(first_export), "--layers-per-block", "2",
-          "--steps", "2", "--export", str(deep))
-    result = subprocess.run([sys.executable, "train_prior.py", *TINY, "--work", str(tmp_path / "w2"),
-                             "--init-from", str(deep), "--steps", "3"], cwd=SCRIPTS, capture_output=True, text=True,
-                            check=False)
+def test_init_from_refuses_to_shrink(deep_export, tmp_path):
+    result = subprocess.run([sys.executable, "train_prior.py", *TINY, "--work", str(tmp_path / "work"),
+                             "--init-from", str(deep_export), "--steps", "4"], cwd=SCRIPTS, capture_output=True,
+                            text=True, check=False)
     assert result.returncode != 0 and "cannot shrink" in result.stderr

@@ -179,9 +179,9 @@ def test_guidance_step_lowers_the_energy(sampling):
 
 
 def test_update_steps_spread_over_the_schedule():
-    assert update_steps(20, 0) == frozenset() and update_steps(1, 3) == frozenset()
+    assert update_steps(20, 0) == frozenset() and update_steps(2, 3) == frozenset()
     assert update_steps(20, 1) == {10} and update_steps(20, 3) == {5, 10, 15}
-    assert update_steps(3, 5) == {1, 2}  # never the first step, never past the last
+    assert update_steps(4, 5) == {1, 2}  # never after the first step, nor after the last (no step would use it)
 
 
 def test_guidance_reestimates_its_flow_after_the_update_steps():

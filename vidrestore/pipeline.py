@@ -211,7 +211,7 @@ def _window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Ten
     """DDS's γ, and the window's motion where warped noise or guidance need it."""
     s, weight = cfg.sampler, cfg.guidance.equivariance
     gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
-    # warped noise and equivariance guidance follow the flow of the initial estimate
+    # warped noise and equivariance guidance start from the flow of the initial estimate
     needs_motion = s.noise == "warped" or weight > 0
     motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
     return gamma, motion

@@ -89,10 +89,13 @@ FlowEstimator = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]  #
 
 
 def update_steps(steps: int, updates: int) -> frozenset[int]:
-    """`updates` step indices spread evenly over a schedule of `steps` steps (never the first)."""
-    if updates <= 0 or steps < 2:
+    """`updates` step indices spread evenly over a schedule of `steps` steps.
+
+    A flow measured after step i serves steps i+1 on: never after the last step
+    (nothing would use it), nor after the first (the estimate is still the input's)."""
+    if updates <= 0 or steps < 3:
         return frozenset()
-    return frozenset(min(steps - 1, max(1, round(steps * k / (updates + 1)))) for k in range(1, updates + 1))
+    return frozenset(min(steps - 2, max(1, round(steps * k / (updates + 1)))) for k in range(1, updates + 1))
 
 
 class EquivarianceGuidance:
