@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Super-resolution benchmark: `vidrestore evaluate` on clips made from the held-out stills (known motion).
 
-    python scripts/bench_superres.py --scales 4      # noise / guidance ablation at x4, writes docs/benchmarks.md
+    python scripts/bench_superres.py --scales 4 8    # noise / guidance ablation at x4 and x8, writes docs/benchmarks.md
     python scripts/bench_superres.py --section superres-presets   # the presets, x4
+    python scripts/bench_superres.py --scales 4 --section superres-noise-correlation   # warped noise, partly correlated
     python scripts/bench_superres.py --quick         # one clip, x4 only
     python scripts/bench_superres.py --performance-only           # overhead and memory of the default preset
 
@@ -11,7 +12,9 @@ preset (bicubic, Lanczos, `--model none`, independent / shared / warped noise
 without and with equivariance guidance λ = 1.5 (bicubic warps; the flow
 re-measured once halfway, as the preset does), session 1's default, shared
 noise with bilinear guidance warps, and the default without the flow update);
-`superres-presets` compares the presets with Lanczos. Every clip is one
+`superres-presets` compares the presets with Lanczos; `superres-noise-correlation`
+runs guided warped noise whose correlation along the flow goes from 0.3 to 1
+(`sampler.warp_correlation`) next to guided independent noise. Every clip is one
 `vidrestore evaluate` run (solver methods through the pipeline, outputs
 lossless, scored against the ground truth: PSNR, SSIM, warping error with flow
 from the truth, flicker = warping error of output − truth); the tables are
@@ -45,11 +48,18 @@ ABLATION = [
     "independent+eq1.5-initial-flow:sampler.noise=independent,guidance.equivariance=1.5,guidance.sampling=bicubic,"
     "guidance.flow_updates=0",
 ]
+#: guided warped noise whose frame-to-frame correlation along the flow runs from 0 (fresh noise, as independent)
+#: to 1 (fully warped): does some of each beat both ends?
+CORRELATION = ["independent+eq1.5:sampler.noise=independent"] + [
+    f"warped{rho}+eq1.5:sampler.noise=warped,sampler.warp_correlation={rho}" for rho in (0.3, 0.5, 0.8, 1.0)]
 SECTIONS = {
     "superres": dict(methods=["bicubic", "lanczos", "none", "diffusion"], variants=ABLATION),
     "superres-presets": dict(methods=["lanczos", "diffusion"],
                              presets=["superres", "superres-fast", "superres-fidelity"]),
+    "superres-noise-correlation": dict(methods=["diffusion"], variants=CORRELATION),
 }
+TITLES = {"superres": "## Super-resolution", "superres-presets": "### Presets",
+          "superres-noise-correlation": "### Warped noise, partly correlated"}
 KEYS = ["psnr", "ssim", "warping_error", "flicker", "seconds_per_frame", "peak_memory_mb"]
 HEADER = ["method", "PSNR dB", "SSIM", "warping error", "flicker", "s / frame", "peak MB"]
 
@@ -62,7 +72,7 @@ def parse_args():
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--clips4", nargs="+", default=["coffee-pan", "rocket-zoom", "chelsea-wobble"],
                    help="clips for x4 (still-motion; motions: pan, zoom, wobble)")
-    p.add_argument("--clips8", nargs="+", default=["coffee-pan", "chelsea-wobble"], help="clips for x8")
+    p.add_argument("--clips8", nargs="+", default=["coffee-pan", "rocket-zoom", "chelsea-wobble"], help="clips for x8")
     p.add_argument("--model", default=None, help="prior for the diffusion methods (default: embedded)")
     p.add_argument("--methods", nargs="*", default=None, help="subset of evaluate's method names")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_superres")
@@ -116,10 +126,10 @@ def main():
         command += (" --quick" if args.quick else "") + (f" --section {args.section}" if args.section != "superres"
                                                            else "")
         command += (" --methods " + " ".join(args.methods)) if args.methods else ""
-        variants = "" if args.section != "superres" else (
+        variants = "" if args.section == "superres-presets" else (
             "; the diffusion rows are `--variant` runs that set noise and guidance explicitly on top of the "
             "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations, the flow re-measured once halfway")
-        text = (f"{'## Super-resolution' if args.section == 'superres' else '### Presets'}\n\nCommand: "
+        text = (f"{TITLES[args.section]}\n\nCommand: "
                 f"`{command}`, {EVALUATE_NOTE}{variants}).\n\n" + "\n".join(sections))
         write_section(args.section, text)
 

@@ -48,6 +48,7 @@ def test_preset_from_a_file(tmp_path):
     (["runtime.overlap=-1"], "runtime.overlap"),
     (["sampler.eta=1.5"], "sampler.eta"),
     (["guidance.flow_updates=-1"], "guidance.flow_updates"),
+    (["sampler.warp_correlation=1.2"], "sampler.warp_correlation"),
 ])
 def test_bad_overrides_are_usage_errors(sets, match):
     with pytest.raises(UsageError, match=match):

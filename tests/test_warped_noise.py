@@ -86,6 +86,19 @@ def test_sub_pixel_translation_keeps_the_noise_correlated_and_white(dx, dy):
     assert max(abs(v) for v in lag1(noise[1:])) < 0.05  # a bilinear warp would give ~0.4 at lag 1
 
 
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
+def test_partial_correlation_keeps_the_noise_white_and_correlated_by_rho_along_the_motion(rho):
+    flows = constant_flows(5, 2, 1)  # whole pixels: the moved part of the noise is exact
+    noise = torch.stack([WarpedNoise(seed, flows, correlation=rho)(0, range(6), SHAPE, CPU, torch.float32)
+                         for seed in range(4)])
+    assert abs(float(noise.std()) - 1) < 0.03 and abs(float(noise.mean())) < 0.04
+    assert max(abs(v) for v in lag1(noise[:, 1:])) < 0.04
+    along = corr(noise[:, 1:, :, 1:, 2:], noise[:, :-1, :, :-1, :-2])
+    assert abs(along - rho) < 0.04, along
+    with pytest.raises(ValueError, match="correlation"):
+        WarpedNoise(0, flows, correlation=1.5)
+
+
 def test_occluded_pixels_get_fresh_noise():
     flows = torch.zeros(2, 2, 32, 32)
     masks = torch.ones(2, 1, 32, 32)
@@ -251,6 +264,18 @@ def test_dds_with_warped_noise(pan_problem):
     x = dds_sample(denoiser, op, y, ddim_timesteps(3), noise, frames=range(6))
     assert x.shape == truth.shape and torch.isfinite(x).all()
     assert torch.equal(x, dds_sample(denoiser, op, y, ddim_timesteps(3), noise, frames=range(6)))
+
+
+def test_restore_window_passes_the_warp_correlation_to_the_noise(pan_problem):
+    from vidrestore.pipeline import restore_window
+    denoiser, op, y, truth, _ = pan_problem
+    outs = {}
+    for rho in (1.0, 0.5):
+        cfg = resolve_config("superres", None, ["sampler.steps=3", "sampler.start_t=1000", "sampler.noise=warped",
+                                                "guidance.equivariance=0", f"sampler.warp_correlation={rho}"])
+        outs[rho] = restore_window(denoiser, op, y, list(range(6)), cfg)
+    # the first frame's noise is fresh either way; the later frames' noise is not
+    assert torch.equal(outs[1.0][0], outs[0.5][0]) and not torch.allclose(outs[1.0][1:], outs[0.5][1:])
 
 
 def test_window_motion_finds_scene_cuts_and_drops_their_pairs():

@@ -55,6 +55,8 @@ class SamplerConfig:
     noise: str = "shared"          # independent | shared | warped (moves with the optical flow)
     start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
     average: int = 1               # average this many samples (higher PSNR, N× the time)
+    warp_correlation: float = 1.0  # warped noise: correlation of a frame's noise with its predecessor's along the
+                                   # flow (1 = fully warped; below 1 the rest is fresh noise, still N(0, 1) white)
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UsageError(f"guidance.flow_updates must be >= 0, got {cfg.guidance.flow_updates}")
     if cfg.latent.inversion_t < 0:
         raise UsageError(f"latent.inversion_t must be >= 0, got {cfg.latent.inversion_t}")
-    if not 0.0 <= cfg.sampler.eta <= 1.0:
-        raise UsageError(f"sampler.eta must be in [0, 1], got {cfg.sampler.eta}")
+    for key in ("sampler.eta", "sampler.warp_correlation"):
+        if not 0.0 <= _get(cfg, key) <= 1.0:
+            raise UsageError(f"{key} must be in [0, 1], got {_get(cfg, key)}")
     return cfg

@@ -256,8 +256,9 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     for k in range(s.average):
         seed = cfg.runtime.seed + 7919 * k
         guidance = _guidance(cfg, operator, motion, len(timesteps))
-        noise = make_noise_sampler(s.noise, seed, flows=motion.flows_bwd, masks=motion.valid_bwd,
-                                   cuts=motion.cuts) if s.noise == "warped" else make_noise_sampler(s.noise, seed)
+        noise = make_noise_sampler(s.noise, seed, flows=motion.flows_bwd, masks=motion.valid_bwd, cuts=motion.cuts,
+                                   correlation=s.warp_correlation) if s.noise == "warped" \
+            else make_noise_sampler(s.noise, seed)
         x = dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
                        cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init if partial else None,
                        callback=(lambda i, t: on_step()) if on_step else None, guidance=guidance)
@@ -281,7 +282,8 @@ def restore_window_latent(prior: LatentDenoiser, operator: LinearOperator, y: to
         if s.noise == "warped":  # the noise lives on the latent grid: so must its flows
             latent_size = prior.latent_shape(*x_init.shape[-2:])[1:]
             flows, masks = latent_motion(motion.flows_bwd, motion.valid_bwd, latent_size)
-            noise = make_noise_sampler("warped", seed, flows=flows, masks=masks, cuts=motion.cuts)
+            noise = make_noise_sampler("warped", seed, flows=flows, masks=masks, cuts=motion.cuts,
+                                       correlation=s.warp_correlation)
         else:
             noise = make_noise_sampler(s.noise, seed)
         x = latent_dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,

@@ -95,7 +95,7 @@ class WarpedNoise:
     """
 
     def __init__(self, seed: int, flows: torch.Tensor, masks: torch.Tensor | None = None,
-                 cuts: Sequence[int] = (), *, subpixels: int = 2):
+                 cuts: Sequence[int] = (), *, subpixels: int = 2, correlation: float = 1.0):
         if flows.dim() != 4 or flows.shape[1] != 2:
             raise ValueError(f"warped noise needs flows of shape (F-1, 2, H, W), got {tuple(flows.shape)}")
         if masks is not None and (masks.dim() != 4 or masks.shape[0] != flows.shape[0]
@@ -103,11 +103,14 @@ class WarpedNoise:
             raise ValueError(f"masks of shape {tuple(masks.shape)} do not fit flows of shape {tuple(flows.shape)}")
         if int(subpixels) < 1:
             raise ValueError(f"subpixels must be a positive integer, got {subpixels!r}")
+        if not 0.0 <= correlation <= 1.0:
+            raise ValueError(f"correlation must be in [0, 1], got {correlation!r}")
         self.seed = seed
         self.flows = flows.detach().float()
         self.masks = None if masks is None else (masks.detach() > 0.5).any(dim=1)
         self.cuts = frozenset(int(c) for c in cuts)
         self.subpixels = int(subpixels)
+        self.correlation = float(correlation)
 
     def _fresh(self, step: int, frame: int, shape, device) -> torch.Tensor:
         return torch.randn(shape, generator=_generator(self.seed, step, 3, frame)).to(device)
@@ -126,9 +129,12 @@ class WarpedNoise:
                 out.append(fresh)
                 continue
             valid = None if self.masks is None else self.masks[j - 1].to(device)
-            out.append(transport_noise(out[-1], self.flows[j - 1].to(device), fresh,
-                                       _generator(self.seed, step, 4, frames[j], device=device), self.subpixels,
-                                       valid))
+            moved = transport_noise(out[-1], self.flows[j - 1].to(device), fresh,
+                                    _generator(self.seed, step, 4, frames[j], device=device), self.subpixels, valid)
+            if self.correlation < 1.0:  # a sum of two independent white fields with weights ρ² + (1 − ρ²) = 1
+                extra = torch.randn(shape, generator=_generator(self.seed, step, 5, frames[j])).to(device)
+                moved = self.correlation * moved + (1.0 - self.correlation ** 2) ** 0.5 * extra
+            out.append(moved)
         return torch.stack(out).to(dtype=dtype)
 
 
@@ -183,7 +189,8 @@ NOISE_SAMPLERS = {"independent": IndependentNoise, "shared": SharedNoise, "warpe
 
 
 def make_noise_sampler(kind: str, seed: int, *, flows: torch.Tensor | None = None,
-                       masks: torch.Tensor | None = None, cuts: Sequence[int] = ()) -> NoiseSampler:
+                       masks: torch.Tensor | None = None, cuts: Sequence[int] = (),
+                       correlation: float = 1.0) -> NoiseSampler:
     """The noise sampler `kind` for `seed`. Warped noise also needs the window's backward
     flows (and optionally occlusion masks and scene cuts, see `WarpedNoise`); the others ignore them."""
     if kind not in NOISE_SAMPLERS:
@@ -191,5 +198,5 @@ def make_noise_sampler(kind: str, seed: int, *, flows: torch.Tensor | None = Non
     if kind == "warped":
         if flows is None:
             raise ValueError("warped noise needs the window's optical flows")
-        return WarpedNoise(seed, flows, masks, cuts)
+        return WarpedNoise(seed, flows, masks, cuts, correlation=correlation)
     return NOISE_SAMPLERS[kind](seed)
