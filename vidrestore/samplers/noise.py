@@ -71,7 +71,10 @@ class WarpedNoise:
       i.i.d. N(0, 1), so the result is exactly white whatever the flow;
     * pixels whose correspondence is not trusted (`masks` = 0: occluded or
       newly revealed), that point outside frame j, or that receive no source
-      sub-pixel get fresh noise.
+      sub-pixel get fresh noise;
+    * with `correlation` ρ < 1, frame j+1 is ρ·(the moved noise) + √(1 − ρ²)·(fresh
+      noise): still exactly white, correlated by ρ with frame j along the flow
+      (ρ = 0 is independent noise in distribution).
 
     A pure integer translation moves the noise exactly (every source pixel's
     k² sub-pixels land in one target pixel and sum back to its value). Sub-pixel
