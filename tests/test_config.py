@@ -49,6 +49,7 @@ def test_preset_from_a_file(tmp_path):
     (["sampler.eta=1.5"], "sampler.eta"),
     (["guidance.flow_updates=-1"], "guidance.flow_updates"),
     (["sampler.warp_correlation=1.2"], "sampler.warp_correlation"),
+    (["guidance.flow_blur=-1"], "guidance.flow_blur"),
 ])
 def test_bad_overrides_are_usage_errors(sets, match):
     with pytest.raises(UsageError, match=match):

@@ -278,6 +278,18 @@ def test_restore_window_passes_the_warp_correlation_to_the_noise(pan_problem):
     assert torch.equal(outs[1.0][0], outs[0.5][0]) and not torch.allclose(outs[1.0][1:], outs[0.5][1:])
 
 
+def test_flow_blur_is_in_input_pixels_and_changes_the_measured_flow(pan_problem):
+    from vidrestore.pipeline import _window_coupling
+    denoiser, op, y, truth, motion = pan_problem
+    x_init = op.initial_estimate(y).clamp(0, 1)
+    cfg = resolve_config("superres", None, ["guidance.flow_blur=0.5"])
+    _, blurred = _window_coupling(cfg, op, x_init, y)
+    assert blurred.blur == 1.0  # 0.5 input pixels at x2
+    assert motion.blur == 0.0 and not torch.allclose(blurred.flows_fwd, motion.flows_fwd)
+    _, plain = _window_coupling(resolve_config("superres", None, ["guidance.flow_blur=0"]), op, x_init, y)
+    torch.testing.assert_close(plain.flows_fwd, motion.flows_fwd)
+
+
 def test_window_motion_finds_scene_cuts_and_drops_their_pairs():
     clip = torch.cat([smooth_clip(3, 16, 16, seed=0) * 0.3, 1 - 0.3 * smooth_clip(3, 16, 16, seed=1)])
     motion = window_motion(clip)

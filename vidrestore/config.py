@@ -79,6 +79,9 @@ class GuidanceConfig:
     sampling: str = "bilinear"     # how the guidance warps read between pixels: bilinear | bicubic
     flow_updates: int = 0          # re-measure the guidance's flow this many times on the guided estimate (evenly
                                    # over the steps); warped noise keeps the flow of the initial estimate
+    flow_blur: float = 0.0         # Gaussian σ, in input pixels, on the frames before their flow is measured
+                                   # (guidance and warped noise): an upsampled input aliases, and aliasing does not
+                                   # move with the scene (superres: σ × scale output pixels)
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         if _get(cfg, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {_get(cfg, key)}")
     for key in ("io.fps", "sampler.eta", "sampler.gamma", "degradation.sigma_y", "classical.smoothness",
-                "guidance.equivariance", "latent.lpf_scale", "latent.guidance_scale"):
+                "guidance.equivariance", "guidance.flow_blur", "latent.lpf_scale", "latent.guidance_scale"):
         value = _get(cfg, key)
         if not math.isfinite(value) or value < 0 or (key == "io.fps" and value == 0):
             raise UsageError(f"{key} must be a finite {'positive' if key == 'io.fps' else 'non-negative'} number, "

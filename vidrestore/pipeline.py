@@ -206,14 +206,16 @@ class RunningMetrics:
         return result
 
 
-def _window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tensor
+def _window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tensor, y: torch.Tensor
                      ) -> tuple[float, WindowMotion | None]:
     """DDS's γ, and the window's motion where warped noise or guidance need it."""
     s, weight = cfg.sampler, cfg.guidance.equivariance
     gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
     # warped noise and equivariance guidance start from the flow of the initial estimate
     needs_motion = s.noise == "warped" or weight > 0
-    motion = window_motion(x_init, getattr(operator, "known", None)) if needs_motion else None
+    # guidance.flow_blur is in input pixels: aliasing of an upsampled input is as coarse as the input's pixels
+    blur = cfg.guidance.flow_blur * x_init.shape[-1] / y.shape[-1]
+    motion = window_motion(x_init, getattr(operator, "known", None), blur=blur) if needs_motion else None
     return gamma, motion
 
 
@@ -226,7 +228,7 @@ def _guidance(cfg: RunConfig, operator: LinearOperator, motion: WindowMotion | N
     known = getattr(operator, "known", None)
 
     def reestimate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = window_motion(x, known, cuts=motion.cuts)  # shots stay as found on the initial estimate
+        m = window_motion(x, known, cuts=motion.cuts, blur=motion.blur)  # shots stay as found at first
         return m.flows_fwd, m.valid_fwd
 
     return EquivarianceGuidance(g.equivariance, motion.flows_fwd, motion.valid_fwd, sampling=g.sampling,
@@ -251,7 +253,7 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     s = cfg.sampler
     partial = s.start_t < prior.num_train_timesteps
     timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
-    gamma, motion = _window_coupling(cfg, operator, x_init)
+    gamma, motion = _window_coupling(cfg, operator, x_init, y)
     total = None
     for k in range(s.average):
         seed = cfg.runtime.seed + 7919 * k
@@ -272,7 +274,7 @@ def restore_window_latent(prior: LatentDenoiser, operator: LinearOperator, y: to
     """One window with a latent prior (VISION-XL); `sampler.start_t` is replaced by `latent.inversion_t`."""
     s, lat = cfg.sampler, cfg.latent
     timesteps = latent_timesteps(s.steps, prior.num_train_timesteps, lat.init, lat.inversion_t)
-    gamma, motion = _window_coupling(cfg, operator, x_init)
+    gamma, motion = _window_coupling(cfg, operator, x_init, y)
     # scene cuts split the inversion into shots
     cuts = motion.cuts if motion is not None else (detect_scene_cuts(x_init) if lat.init == "inversion" else [])
     total = None

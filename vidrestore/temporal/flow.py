@@ -66,6 +66,13 @@ def _fill_holes(gray: np.ndarray, mask_u8: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def _gaussian_blur(gray: np.ndarray, sigma: float) -> np.ndarray:
+    """``(N, H, W)`` uint8 frames blurred in float and rounded back to uint8."""
+    size = 2 * int(np.ceil(3 * sigma)) + 1
+    out = [cv2.GaussianBlur(g.astype(np.float32), (size, size), sigma, borderType=cv2.BORDER_REFLECT) for g in gray]
+    return np.clip(np.rint(np.stack(out)), 0, 255).astype(np.uint8)
+
+
 def estimate_flow(
     src: Tensor,
     dst: Tensor,
@@ -73,6 +80,7 @@ def estimate_flow(
     dst_mask=None,
     *,
     preset: str = "medium",
+    blur: float = 0.0,
 ) -> Tensor:
     """Dense flow from ``src`` to ``dst`` such that ``src(p) ≈ dst(p + flow(p))``.
 
@@ -85,6 +93,9 @@ def estimate_flow(
             the holes is therefore an interpolation of the surroundings.
         dst_mask: the same for ``dst``; defaults to ``mask``.
         preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"`` (default).
+        blur: Gaussian σ in pixels applied to both grayscale frames (after hole filling)
+            before DIS; 0 = off. Upsampled low-resolution frames carry aliasing that does
+            not move with the scene, and blurring it away measures the motion better.
 
     Returns:
         ``(N, 2, H, W)`` float32 flow on ``src``'s device.
@@ -108,6 +119,10 @@ def estimate_flow(
         dst_mask = mask
     g0 = _fill_holes(g0, None if mask is None else _mask_to_uint8(mask, n, h, w))
     g1 = _fill_holes(g1, None if dst_mask is None else _mask_to_uint8(dst_mask, n, h, w))
+    if blur < 0:
+        raise ValueError(f"blur must be >= 0, got {blur}")
+    if blur > 0:
+        g0, g1 = _gaussian_blur(g0, blur), _gaussian_blur(g1, blur)
 
     ph, pw = max(0, _MIN_SIZE - h), max(0, _MIN_SIZE - w)
     if ph or pw:
@@ -122,13 +137,15 @@ def estimate_flow(
     return torch.from_numpy(out).to(src.device)
 
 
-def consecutive_flows(clip: Tensor, mask=None, *, preset: str = "medium") -> tuple[Tensor, Tensor]:
+def consecutive_flows(clip: Tensor, mask=None, *, preset: str = "medium", blur: float = 0.0
+                      ) -> tuple[Tensor, Tensor]:
     """Flows between consecutive frames of a clip ``(F, C, H, W)``.
 
     Args:
         clip: ``(F, C, H, W)`` in [0, 1].
         mask: optional per-frame (``(F, 1, H, W)``) or static (``(1, 1, H, W)``) pixels to
             ignore (see :func:`estimate_flow`).
+        blur: Gaussian σ applied before DIS (see :func:`estimate_flow`).
 
     Returns:
         ``(flows_fwd, flows_bwd)``, each ``(F-1, 2, H, W)``: ``flows_fwd[i]`` goes from
@@ -155,6 +172,6 @@ def consecutive_flows(clip: Tensor, mask=None, *, preset: str = "medium") -> tup
         else:
             raise ValueError(f"mask has {m.shape[0]} frames, clip has {f}")
     a, b = clip[:-1], clip[1:]
-    fwd = estimate_flow(a, b, m0, m1, preset=preset)
-    bwd = estimate_flow(b, a, m1, m0, preset=preset)
+    fwd = estimate_flow(a, b, m0, m1, preset=preset, blur=blur)
+    bwd = estimate_flow(b, a, m1, m0, preset=preset, blur=blur)
     return fwd, bwd
