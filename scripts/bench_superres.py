@@ -10,7 +10,8 @@
 Sections: `superres` ablates noise and guidance on top of the `superres`
 preset (bicubic, Lanczos, `--model none`, independent / shared / warped noise
 without and with equivariance guidance λ = 1.5 (bicubic warps; the flow
-re-measured once halfway, as the preset does), session 1's default, shared
+measured on frames blurred by ¼ input pixel and re-measured once halfway, as
+the preset does), session 1's default, shared
 noise with bilinear guidance warps, and the default without the flow update);
 `superres-presets` compares the presets with Lanczos; `superres-noise-correlation`
 runs guided warped noise whose correlation along the flow goes from 0.3 to 1
@@ -128,7 +129,8 @@ def main():
         command += (" --methods " + " ".join(args.methods)) if args.methods else ""
         variants = "" if args.section == "superres-presets" else (
             "; the diffusion rows are `--variant` runs that set noise and guidance explicitly on top of the "
-            "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations, the flow re-measured once halfway")
+            "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations, the flow measured on frames blurred "
+            "by ¼ input pixel and re-measured once halfway")
         text = (f"{TITLES[args.section]}\n\nCommand: "
                 f"`{command}`, {EVALUATE_NOTE}{variants}).\n\n" + "\n".join(sections))
         write_section(args.section, text)

@@ -14,6 +14,8 @@ the inputs here.
 
 The motion is swapped by replacing `vidrestore.pipeline.window_motion` for the
 run (a probe, not a feature: the pipeline has no way to take a user's flow).
+The swapped source is blurred as `guidance.flow_blur` says, like the pipeline's
+own (`--set guidance.flow_blur=0` measures it sharp).
 Prints mean PSNR and warping error per variant; writes nothing under docs/.
 """
 from __future__ import annotations
@@ -50,8 +52,8 @@ def main() -> None:
         report = args.work / clip / "report"
         if SOURCES[args.source] is not None:
             source = read_clip(report / SOURCES[args.source])
-            pipeline.window_motion = (lambda x, known=None, cuts=None, s=source:
-                                      measured(s if x.shape == s.shape else x, known, cuts))
+            pipeline.window_motion = (lambda x, known=None, cuts=None, blur=0.0, s=source:
+                                      measured(s if x.shape == s.shape else x, known, cuts, blur))
         out = ROOT / "runs" / "probe_motion_source" / args.source / clip
         cmd = ["evaluate", str(args.work / clip / "reference.mkv"), "--task", "superres", "-x", "4", "-o", str(out),
                "--methods", "diffusion", "--overwrite"]
