@@ -123,7 +123,6 @@ def test_blurring_before_the_flow_measures_an_aliased_upsampled_pan_better():
             fwd, _ = consecutive_flows(clip, blur=blur)  # content moves by -1.25 px in x per frame
             errors[blur] += float(((fwd[:, 0, 8:-8, 8:-8] + 1.25).abs() + fwd[:, 1, 8:-8, 8:-8].abs()).mean())
     assert errors[2.0] < 0.85 * errors[0.0], errors  # measured: about 0.7
-    torch.testing.assert_close(consecutive_flows(clip, blur=0.0)[0], consecutive_flows(clip)[0])
     with pytest.raises(ValueError, match="blur"):
         estimate_flow(clip[:1], clip[1:2], blur=-1.0)
 

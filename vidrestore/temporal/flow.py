@@ -108,6 +108,8 @@ def estimate_flow(
         raise ValueError(f"src and dst shapes differ: {tuple(src.shape)} vs {tuple(dst.shape)}")
     if preset not in DIS_PRESETS:
         raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(DIS_PRESETS)}")
+    if blur < 0:
+        raise ValueError(f"blur must be >= 0, got {blur}")
     n, _, h, w = src.shape
     out = np.zeros((n, 2, h, w), dtype=np.float32)
     if n == 0:
@@ -119,8 +121,6 @@ def estimate_flow(
         dst_mask = mask
     g0 = _fill_holes(g0, None if mask is None else _mask_to_uint8(mask, n, h, w))
     g1 = _fill_holes(g1, None if dst_mask is None else _mask_to_uint8(dst_mask, n, h, w))
-    if blur < 0:
-        raise ValueError(f"blur must be >= 0, got {blur}")
     if blur > 0:
         g0, g1 = _gaussian_blur(g0, blur), _gaussian_blur(g1, blur)
 
