@@ -1,0 +1,160 @@
+"""Golden outputs: decoded frame hashes of every preset on a small clip with a fixed seed.
+
+    python scripts/golden.py check            # compare with tests/golden/golden.json (exit 1 on a difference)
+    python scripts/golden.py record           # rewrite tests/golden/golden.json (say why in the commit)
+
+Each preset (and each variant in VARIANTS, for branches no preset takes) runs through the CLI on a tiny synthetic clip with 2–3 sampling
+steps: pixel presets with the embedded model, `-sd` / `-sdxl` presets with a
+tiny randomly initialised latent pipeline built from configs (seeded, nothing
+downloaded). The output is a folder of PNG frames (lossless), hashed after
+decoding. `tests/test_golden.py` runs the check.
+
+Float results depend on the CPU's vector unit (oneDNN picks kernels by it), so
+the file records `torch.backends.cpu.get_cpu_capability()`: hashes must match
+exactly on a machine of the recorded capability; elsewhere the frames must
+agree within one 8-bit level (they are stored beside the hashes).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
+sys.path.insert(0, str(ROOT / "tests"))
+
+#: task options per preset family; every run adds --seed 3 and a short schedule
+TASK_ARGS = {
+    "superres": ["-x", "2"],
+    "inpaint": ["--box", "4,4,8,6"],
+    "deblur": ["--kernel", "gaussian:1", "--temporal", "uniform:3"],
+    "interpolate": ["-x", "2"],
+}
+#: schedule overrides that keep each run to 2–3 network evaluations per frame (latent: 7 steps over the
+#: whole range, of which the three at t <= 300 are sampled)
+SHORT = {"pixel": ["--set", "sampler.steps=2"], "fast": ["--set", "sampler.steps=3"],
+         "latent": ["--set", "sampler.steps=7"]}
+#: branches no preset takes by default, each as (preset, extra arguments)
+VARIANTS = {
+    "superres+warped": ("superres", ["--noise", "warped"]),
+    "superres+none": ("superres", ["--model", "none"]),
+    "superres+windows": ("superres", ["--chunk", "3", "--overlap", "1"]),
+    "inpaint+untrusted": ("inpaint", ["--set", "degradation.trust_propagated=false", "--noise", "independent"]),
+    "deblur+sigma": ("deblur", ["--set", "degradation.sigma_y=0.02"]),
+    "interpolate-diffusion+windows": ("interpolate-diffusion", ["--chunk", "3", "-x", "4"]),
+    "superres-sd+warped": ("superres-sd", ["--noise", "warped", "--set", "guidance.equivariance=0.5"]),
+    "superres-sd+noised": ("superres-sd", ["--set", "latent.init=noised"]),
+    "deblur-sd+noise": ("deblur-sd", ["--set", "latent.init=noise", "--set", "sampler.steps=3"]),
+}
+
+
+def runs() -> list[str]:
+    from vidrestore.config import available_presets
+
+    return [*available_presets(), *VARIANTS]
+
+
+def clip(folder: Path) -> Path:
+    from helpers import smooth_clip, write_clip
+
+    return write_clip(folder / "clip.mkv", smooth_clip(frames=5, height=16, width=24, seed=1))
+
+
+def latent_model(folder: Path, kind: str) -> Path:
+    from latent_models import save_tiny_latent_pipeline
+
+    path = folder / f"tiny-{kind}"
+    if not path.exists():
+        save_tiny_latent_pipeline(path, kind, vae_sample_size=64)
+    return path
+
+
+def run_preset(name: str, folder: Path, source: Path) -> list[np.ndarray]:
+    from typer.testing import CliRunner
+
+    from vidrestore.cli import app
+    from vidrestore.io import read_frames
+
+    preset, extra = VARIANTS.get(name, (name, []))
+    task = preset.split("-")[0]
+    kind = preset.rsplit("-", 1)[-1]
+    args = [task, str(source), "-o", str(folder / name), "--preset", preset, "--seed", "3", "--quiet",
+            *TASK_ARGS[task]]
+    if kind in ("sd", "sdxl"):
+        args += ["--model", str(latent_model(folder, kind)), *SHORT["latent"]]
+    else:
+        args += SHORT["fast" if kind == "fast" else "pixel"]
+    result = CliRunner().invoke(app, args + extra)  # later options win
+    if result.exit_code != 0:
+        raise RuntimeError(f"{name}: exit {result.exit_code}: {result.output}")
+    return [f for batch in read_frames(folder / name, 64) for f in batch]
+
+
+def frame_hash(frames: list[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(np.ascontiguousarray(frame).tobytes())
+    return digest.hexdigest()
+
+
+def compute(names: list[str] | None = None) -> dict[str, list[np.ndarray]]:
+    names = names or runs()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source = clip(folder)
+        return {name: run_preset(name, folder, source) for name in names}
+
+
+def compare(outputs: dict[str, list[np.ndarray]]) -> list[str]:
+    """Problems, one line each (none = identical to the recorded outputs)."""
+    recorded = json.loads((GOLDEN / "golden.json").read_text())
+    same_cpu = recorded["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    frames = np.load(GOLDEN / "frames.npz", allow_pickle=False)
+    problems = []
+    for name, out in outputs.items():
+        if name not in recorded["hashes"]:
+            problems.append(f"{name}: no recorded hash (record it, saying why)")
+        elif frame_hash(out) != recorded["hashes"][name]:
+            if same_cpu:
+                problems.append(f"{name}: frames differ from the recorded ones")
+                continue
+            diff = np.abs(np.stack(out).astype(int) - frames[name].astype(int)).max()
+            if diff > 1:
+                problems.append(f"{name}: frames differ by up to {diff} levels (another CPU: at most 1 allowed)")
+    return problems
+
+
+def record(outputs: dict[str, list[np.ndarray]]) -> None:
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    data = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "hashes": {name: frame_hash(out) for name, out in outputs.items()}}
+    (GOLDEN / "golden.json").write_text(json.dumps(data, indent=2) + "\n")
+    np.savez_compressed(GOLDEN / "frames.npz", **{name: np.stack(out) for name, out in outputs.items()})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("check", "record"))
+    parser.add_argument("presets", nargs="*", help="only these presets (default: all)")
+    args = parser.parse_args()
+    outputs = compute(args.presets or None)
+    if args.action == "record":
+        record(outputs)
+        print(f"recorded {len(outputs)} presets in {GOLDEN}")
+        return 0
+    problems = compare(outputs)
+    for line in problems:
+        print(line)
+    print("golden outputs: " + ("identical" if not problems else f"{len(problems)} differ"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
