@@ -1,6 +1,7 @@
 """The `vidrestore` command line: thin Typer commands that hand a resolved config to pipeline.restore."""
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import traceback
@@ -15,11 +16,8 @@ from rich.table import Table
 
 from vidrestore.config import resolve_config
 from vidrestore.errors import UsageError, VidrestoreError
+from vidrestore.tasks import Task, TaskOption, get_task, task_names
 
-app = typer.Typer(
-    name="vidrestore", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Restore videos with pretrained image diffusion models: superres, inpaint, deblur, interpolate.",
-)
 stderr = Console(stderr=True)
 stdout = Console()
 
@@ -51,11 +49,6 @@ Vae = Annotated[Optional[str], typer.Option("--vae", help="Stable Diffusion / SD
 Prompt = Annotated[Optional[str], typer.Option("--prompt", help="Stable Diffusion / SDXL: text conditioning (default: the empty prompt).")]
 Guidance = Annotated[Optional[float], typer.Option("--guidance", help="Stable Diffusion / SDXL: classifier-free guidance scale (default 1 = off; >1 costs two UNet passes).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the estimated memory and time per frame and the resolved config, then exit.")]
-
-
-def _latent(micro_batch, vae, prompt, guidance) -> dict:
-    return {"runtime.micro_batch": micro_batch, "latent.vae": vae, "latent.prompt": prompt,
-            "latent.guidance_scale": guidance}
 
 
 class ProgressDisplay:
@@ -169,94 +162,70 @@ def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool) -> 
         raise typer.Exit(BatchError.exit_code)
 
 
-def _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-            metrics, fps, crf, no_audio, overwrite, no_resume) -> dict:
+SigmaY = Annotated[Optional[float], typer.Option("--sigma-y", help="Measurement noise std (pixel range 0-1) of the input.")]
+
+#: the options every task command has, after the input and the task's own options: (parameter, annotation)
+COMMON = (
+    ("output", Output), ("preset", Preset), ("set_", SetOpt), ("model", Model), ("steps", Steps), ("seed", Seed),
+    ("device", Device), ("dtype", Dtype), ("chunk", Chunk), ("overlap", Overlap), ("tile", Tile), ("noise", Noise),
+    ("sigma_y", SigmaY), ("reference", Reference), ("metrics", Metrics), ("fps", Fps), ("crf", Crf),
+    ("no_audio", NoAudio), ("overwrite", Overwrite), ("no_resume", NoResume), ("micro_batch", MicroBatch),
+    ("vae", Vae), ("prompt", Prompt), ("guidance", Guidance), ("dry_run", DryRun), ("quiet", Quiet),
+    ("debug", Debug),
+)
+SWITCHES = {"no_audio", "overwrite", "no_resume", "dry_run", "quiet", "debug"}
+
+
+def _option_value(option: TaskOption, value):
+    """A task option's CLI value as its config value (None: not given)."""
+    if value is None or (option.multiple and not value):
+        return None
+    if option.multiple:
+        return [str(v) for v in value]
+    return str(value) if option.type is Path else value
+
+
+def _option_annotation(option: TaskOption, flags: tuple[str, ...] | None = None, help: str | None = None):
+    kind = list[str] if option.multiple else (Path if option.type is Path else option.type)
+    return Annotated[Optional[kind], typer.Option(*(flags or option.flags), help=help or option.help)]
+
+
+def _with_signature(function, params: list[inspect.Parameter], name: str, doc: str):
+    """Give `function(**kwargs)` the signature Typer reads its options from."""
+    function.__signature__ = inspect.Signature(params)
+    function.__annotations__ = {p.name: p.annotation for p in params}
+    function.__name__, function.__doc__ = name, doc
+    return function
+
+
+def _task_command(task: type[Task]):
+    """The `vidrestore <task>` command: the input, the task's own options, then the common ones."""
+    own = {f"task_{o.field}": o for o in task.cli_options}
+
+    def command(**kw) -> None:
+        flags = _common(kw) | {f"degradation.{o.field}": _option_value(o, kw[p]) for p, o in own.items()}
+        _run(task.name, kw["preset"], kw["set_"], kw["quiet"], kw["debug"], kw["input"], kw["dry_run"], **flags)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("input", keyword, annotation=Input)]
+    params += [inspect.Parameter(p, keyword, default=None, annotation=_option_annotation(o)) for p, o in own.items()]
+    params += [inspect.Parameter(p, keyword, default=False if p in SWITCHES else None, annotation=a)
+               for p, a in COMMON]
+    return _with_signature(command, params, task.name, task.help)
+
+
+def _common(kw: dict) -> dict:
     return {
-        "output": str(output) if output else None, "model": model, "sampler.steps": steps,
-        "runtime.seed": seed, "runtime.device": device, "runtime.dtype": dtype, "runtime.chunk": chunk,
-        "runtime.overlap": overlap, "runtime.tile": tile, "sampler.noise": noise,
-        "reference": str(reference) if reference else None, "metrics": str(metrics) if metrics else None,
-        "io.fps": fps, "io.crf": crf, "io.audio": False if no_audio else None,
-        "io.overwrite": True if overwrite else None, "runtime.resume": False if no_resume else None,
+        "output": str(kw["output"]) if kw["output"] else None, "model": kw["model"], "sampler.steps": kw["steps"],
+        "runtime.seed": kw["seed"], "runtime.device": kw["device"], "runtime.dtype": kw["dtype"],
+        "runtime.chunk": kw["chunk"], "runtime.overlap": kw["overlap"], "runtime.tile": kw["tile"],
+        "sampler.noise": kw["noise"], "degradation.sigma_y": kw["sigma_y"],
+        "reference": str(kw["reference"]) if kw["reference"] else None,
+        "metrics": str(kw["metrics"]) if kw["metrics"] else None, "io.fps": kw["fps"], "io.crf": kw["crf"],
+        "io.audio": False if kw["no_audio"] else None, "io.overwrite": True if kw["overwrite"] else None,
+        "runtime.resume": False if kw["no_resume"] else None, "runtime.micro_batch": kw["micro_batch"],
+        "latent.vae": kw["vae"], "latent.prompt": kw["prompt"], "latent.guidance_scale": kw["guidance"],
     }
-
-
-@app.command(epilog="Example: vidrestore superres clip.mp4 -x 4 -o clip_x4.mp4")
-def superres(
-    input: Input,
-    scale: Annotated[int, typer.Option("-x", "--scale", help="Upscaling factor: 2, 3, 4 or 8.")] = 4,
-    degradation: Annotated[Optional[str], typer.Option("--degradation", help="How the input was made from the unknown high-res video: box (area average) or bicubic.")] = None,
-    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
-    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
-    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
-    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
-) -> None:
-    """Super-resolve a video by 2x-8x."""
-    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("superres", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
-         **{"degradation.scale": scale, "degradation.downsample": degradation})
-
-
-@app.command(epilog="Example: vidrestore inpaint clip.mp4 --box 40,30,64,48 -o clip_filled.mp4")
-def inpaint(
-    input: Input,
-    mask: Annotated[Optional[Path], typer.Option("--mask", help="Mask image (every frame), video or folder (per frame); non-zero = missing.")] = None,
-    box: Annotated[Optional[list[str]], typer.Option("--box", help="Missing rectangle X,Y,W,H in pixels (repeatable).")] = None,
-    dilate: Annotated[Optional[int], typer.Option("--dilate", help="Grow the mask by N pixels.")] = None,
-    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
-    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
-    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
-    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
-) -> None:
-    """Fill missing regions of a video."""
-    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("inpaint", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
-         **{"degradation.mask": str(mask) if mask else None, "degradation.boxes": box or None,
-            "degradation.dilate": dilate})
-
-
-@app.command(epilog="Example: vidrestore deblur clip.mp4 --kernel gaussian:2 --temporal uniform:5")
-def deblur(
-    input: Input,
-    kernel: Annotated[Optional[str], typer.Option("--kernel", help="gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH (.npy or grayscale image).")] = None,
-    temporal: Annotated[Optional[str], typer.Option("--temporal", help="Frame-averaging blur: uniform:K | gaussian:SIGMA.")] = None,
-    sigma_y: Annotated[Optional[float], typer.Option("--sigma-y", help="Measurement noise std (pixel range 0-1).")] = None,
-    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
-    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
-    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
-    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
-) -> None:
-    """Remove spatial and/or temporal (frame-averaging) blur."""
-    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("deblur", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
-         **{"degradation.kernel": kernel, "degradation.temporal": temporal, "degradation.sigma_y": sigma_y})
-
-
-@app.command(epilog="Example: vidrestore interpolate clip.mp4 -x 2 -o clip_2x_fps.mp4")
-def interpolate(
-    input: Input,
-    factor: Annotated[int, typer.Option("-x", "--factor", help="Frame-rate factor: 2, 4 or 8. N frames become (N-1)*k+1.")] = 2,
-    output: Output = None, preset: Preset = None, set_: SetOpt = None, model: Model = None, steps: Steps = None,
-    seed: Seed = None, device: Device = None, dtype: Dtype = None, chunk: Chunk = None, overlap: Overlap = None,
-    tile: Tile = None, noise: Noise = None, reference: Reference = None, metrics: Metrics = None, fps: Fps = None,
-    crf: Crf = None, no_audio: NoAudio = False, overwrite: Overwrite = False, no_resume: NoResume = False,
-    micro_batch: MicroBatch = None, vae: Vae = None, prompt: Prompt = None, guidance: Guidance = None,
-    dry_run: DryRun = False, quiet: Quiet = False, debug: Debug = False,
-) -> None:
-    """Raise the frame rate k times by inventing the frames in between."""
-    flags = _common(output, preset, set_, model, steps, seed, device, dtype, chunk, overlap, tile, noise, reference,
-                    metrics, fps, crf, no_audio, overwrite, no_resume)
-    _run("interpolate", preset, set_, quiet, debug, input, dry_run, **flags, **_latent(micro_batch, vae, prompt, guidance),
-         **{"degradation.factor": factor})
 
 
 class EvaluateProgress:
@@ -290,64 +259,123 @@ def _json_progress(event: dict) -> None:
     sys.stdout.flush()
 
 
-@app.command(epilog="Example: vidrestore evaluate truth.mkv --task superres -x 4 --presets superres,superres-fast "
-                    "--noise shared,warped -o report/")
-def evaluate(
-    reference: Annotated[Path, typer.Argument(help="Ground-truth clip (video or folder of frames); it is degraded with the task's operator.", show_default=False)],
-    task: Annotated[str, typer.Option("--task", help="superres, inpaint, deblur or interpolate.", show_default=False)],
-    scale: Annotated[Optional[int], typer.Option("-x", "--scale", help="superres scale (2, 3, 4, 8; default 4) or interpolate factor (2, 4, 8; default 2).")] = None,
-    degradation: Annotated[Optional[str], typer.Option("--degradation", help="superres: box or bicubic downsampling.")] = None,
-    mask: Annotated[Optional[Path], typer.Option("--mask", help="inpaint: mask image, video or folder; non-zero = missing.")] = None,
-    box: Annotated[Optional[list[str]], typer.Option("--box", help="inpaint: missing rectangle X,Y,W,H (repeatable).")] = None,
-    kernel: Annotated[Optional[str], typer.Option("--kernel", help="deblur: gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH.")] = None,
-    temporal: Annotated[Optional[str], typer.Option("--temporal", help="deblur: frame averaging uniform:K | gaussian:SIGMA.")] = None,
-    sigma_y: Annotated[Optional[float], typer.Option("--sigma-y", help="deblur: Gaussian measurement noise std added to the input (0-1 range).")] = None,
-    methods: Annotated[Optional[list[str]], typer.Option("--methods", help="Comma-separated subset: the task's baselines, initial, none, diffusion (every diffusion run) or a run's name. Default: all.")] = None,
-    presets: Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own diffusion preset, e.g. interpolate-diffusion, unless --variant is given).")] = None,
-    noise: Annotated[Optional[list[str]], typer.Option("--noise", help="Noise modes to run with each preset, comma-separated: independent, shared, warped.")] = None,
-    variant: Annotated[Optional[list[str]], typer.Option("--variant", help="An extra diffusion run NAME:KEY=VALUE[,KEY=VALUE...] (key preset picks the preset; repeatable).")] = None,
-    set_: SetOpt = None, model: Model = None, seed: Seed = None, device: Device = None,
-    frames: Annotated[Optional[int], typer.Option("--frames", help="Use only the reference's first N frames.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Report folder. Default: <reference>.evaluate/")] = None,
-    overwrite: Overwrite = False,
-    progress: Annotated[str, typer.Option("--progress", help="rich (bars on stderr), json (one JSON object per line on stdout, for CI) or none.")] = "rich",
-    quiet: Quiet = False, debug: Debug = False,
-) -> None:
-    """Compare methods and settings on a reference clip: degrade it, restore it every way, write a report."""
-    from vidrestore.evaluate import evaluate as run_evaluate, resolve_evaluate_config
+def _evaluate_option_groups() -> dict[str, list[TaskOption]]:
+    """Every task's own options for `evaluate`, grouped by their first flag (-x is superres' scale and
+    interpolate's factor)."""
+    groups: dict[str, list[TaskOption]] = {}
+    for name in task_names():
+        for option in get_task(name).cli_options:
+            groups.setdefault(option.flags[0], []).append(option)
+    return groups
 
-    display = None
-    try:
-        if progress not in ("rich", "json", "none"):
-            raise UsageError(f"--progress {progress!r}: choose rich, json or none")
-        cfg = resolve_evaluate_config(
-            reference, task, output, {
-                "degradation.downsample": degradation, "degradation.mask": str(mask) if mask else None,
-                "degradation.boxes": box or None, "degradation.kernel": kernel, "degradation.temporal": temporal,
-                "degradation.sigma_y": sigma_y},
-            scale=scale, methods=methods, presets=presets, noise=noise, variants=variant, sets=set_,
-            flags={"model": model, "runtime.seed": seed, "runtime.device": device}, max_frames=frames,
-            overwrite=overwrite)
-        mode = "none" if quiet else progress
-        display = EvaluateProgress() if mode == "rich" else None
-        report = run_evaluate(cfg, display or (_json_progress if mode == "json" else None))
-    except VidrestoreError as exc:
+
+def _evaluate_degradation(task: str, groups: dict[str, list[TaskOption]], values: dict) -> dict:
+    """The chosen task's options from evaluate's flags; a flag of another task is a usage error."""
+    own = {o for o in get_task(task).cli_options}
+    degradation = {}
+    for flag, options in groups.items():
+        value = values[flag]
+        if value is None or value == []:
+            continue
+        option = next((o for o in options if o in own), None)
+        if option is None:
+            owners = ", ".join(n for n in task_names() if set(get_task(n).cli_options) & set(options))
+            raise UsageError(f"{flag} applies to {owners}, not {task}")
+        degradation[f"degradation.{option.field}"] = _option_value(option, value)
+    return degradation
+
+
+EVALUATE_OPTIONS = (
+    ("methods", Annotated[Optional[list[str]], typer.Option("--methods", help="Comma-separated subset: the task's baselines, initial, none, diffusion (every diffusion run) or a run's name. Default: all.")]),
+    ("presets", Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own diffusion preset, e.g. interpolate-diffusion, unless --variant is given).")]),
+    ("noise", Annotated[Optional[list[str]], typer.Option("--noise", help="Noise modes to run with each preset, comma-separated: independent, shared, warped.")]),
+    ("variant", Annotated[Optional[list[str]], typer.Option("--variant", help="An extra diffusion run NAME:KEY=VALUE[,KEY=VALUE...] (key preset picks the preset; repeatable).")]),
+    ("sigma_y", Annotated[Optional[float], typer.Option("--sigma-y", help="Gaussian measurement noise std added to the degraded input (0-1 range).")]),
+    ("set_", SetOpt), ("model", Model), ("seed", Seed), ("device", Device),
+    ("frames", Annotated[Optional[int], typer.Option("--frames", help="Use only the reference's first N frames.")]),
+    ("output", Annotated[Optional[Path], typer.Option("-o", "--output", help="Report folder. Default: <reference>.evaluate/")]),
+    ("overwrite", Overwrite),
+    ("progress", Annotated[str, typer.Option("--progress", help="rich (bars on stderr), json (one JSON object per line on stdout, for CI) or none.")]),
+    ("quiet", Quiet), ("debug", Debug),
+)
+
+
+def _evaluate_command():
+    """`vidrestore evaluate`: the reference, --task, every task's own options, then evaluate's."""
+    groups = _evaluate_option_groups()
+    params_of = {f"task_option_{i}": flag for i, flag in enumerate(groups)}
+
+    def evaluate(**kw) -> None:
+        from vidrestore.evaluate import evaluate as run_evaluate, resolve_evaluate_config
+
+        display = None
+        try:
+            if kw["progress"] not in ("rich", "json", "none"):
+                raise UsageError(f"--progress {kw['progress']!r}: choose rich, json or none")
+            degradation = _evaluate_degradation(kw["task"], groups, {f: kw[p] for p, f in params_of.items()})
+            cfg = resolve_evaluate_config(
+                kw["reference"], kw["task"], kw["output"], degradation | {"degradation.sigma_y": kw["sigma_y"]},
+                methods=kw["methods"], presets=kw["presets"], noise=kw["noise"], variants=kw["variant"],
+                sets=kw["set_"], flags={"model": kw["model"], "runtime.seed": kw["seed"],
+                                        "runtime.device": kw["device"]},
+                max_frames=kw["frames"], overwrite=kw["overwrite"])
+            mode = "none" if kw["quiet"] else kw["progress"]
+            display = EvaluateProgress() if mode == "rich" else None
+            report = run_evaluate(cfg, display or (_json_progress if mode == "json" else None))
+        except VidrestoreError as exc:
+            if display:
+                display.close()
+            _error(exc, kw["debug"])
+            raise typer.Exit(exc.exit_code)
         if display:
             display.close()
-        _error(exc, debug)
-        raise typer.Exit(exc.exit_code)
-    if display:
-        display.close()
-    if mode == "rich":
-        from vidrestore.report import fmt, table_columns
+        if mode == "rich":
+            _print_report(report, cfg.output)
 
-        table = Table(title=f"vidrestore evaluate: {cfg.output}")
-        columns = table_columns(report["task"])
-        for header in ["method"] + [h for _, h in columns]:
-            table.add_column(header, overflow="fold")  # narrow terminals wrap numbers instead of cutting them
-        for name, row in report["methods"].items():
-            table.add_row(name, *(fmt(row.get(key)) for key, _ in columns))
-        stdout.print(table)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    reference = Annotated[Path, typer.Argument(help="Ground-truth clip (video or folder of frames); it is degraded with the task's operator.", show_default=False)]
+    task = Annotated[str, typer.Option("--task", help=f"{', '.join(task_names())}.", show_default=False)]
+    params = [inspect.Parameter("reference", keyword, annotation=reference),
+              inspect.Parameter("task", keyword, annotation=task)]
+    for p, flag in params_of.items():
+        options = groups[flag]
+        flags = tuple(dict.fromkeys(f for o in options for f in o.flags))
+        owners = "; ".join(f"{n}: {o.help}" for n in task_names() for o in get_task(n).cli_options if o in options)
+        params.append(inspect.Parameter(p, keyword, default=None,
+                                        annotation=_option_annotation(options[0], flags, owners)))
+    defaults = {"progress": "rich", **{s: False for s in SWITCHES}}
+    params += [inspect.Parameter(p, keyword, default=defaults.get(p), annotation=a) for p, a in EVALUATE_OPTIONS]
+    return _with_signature(evaluate, params, "evaluate", "Compare methods and settings on a reference clip: "
+                           "degrade it, restore it every way, write a report.")
+
+
+def _print_report(report: dict, output: Path) -> None:
+    from vidrestore.report import fmt, table_columns
+
+    table = Table(title=f"vidrestore evaluate: {output}")
+    columns = table_columns(report)
+    for header in ["method"] + [h for _, h in columns]:
+        table.add_column(header, overflow="fold")  # narrow terminals wrap numbers instead of cutting them
+    for name, row in report["methods"].items():
+        table.add_row(name, *(fmt(row.get(key)) for key, _ in columns))
+    stdout.print(table)
+
+
+def build_app() -> typer.Typer:
+    """The Typer app: one command per registered task, then `evaluate`."""
+    app = typer.Typer(
+        name="vidrestore", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        help=f"Restore videos with pretrained image diffusion models: {', '.join(task_names())}.",
+    )
+    for name in task_names():
+        task = get_task(name)
+        app.command(name=name, epilog=f"Example: {task.example}" if task.example else None)(_task_command(task))
+    app.command(name="evaluate", epilog="Example: vidrestore evaluate truth.mkv --task superres -x 4 "
+                "--presets superres,superres-fast --noise shared,warped -o report/")(_evaluate_command())
+    return app
+
+
+app = build_app()
 
 
 def main(argv: list[str] | None = None) -> None:

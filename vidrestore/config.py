@@ -17,33 +17,17 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from vidrestore.errors import UsageError
+from vidrestore.tasks import Degradation, get_task
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-TASKS = ("superres", "inpaint", "deblur", "interpolate")
-CHOICES = {  # keys whose values come from a fixed set
+CHOICES = {  # keys whose values come from a fixed set (a task's own keys are checked by its options)
     "sampler.noise": ("independent", "shared", "warped"),
     "runtime.dtype": ("fp32", "fp16", "bf16"),
-    "degradation.downsample": ("box", "bicubic"),
     "guidance.sampling": ("bilinear", "bicubic"),
     "latent.init": ("inversion", "noised", "noise"),
     "latent.vae_tiling": ("auto", "off"),
 }
 POSITIVE = ("sampler.steps", "sampler.average", "runtime.chunk", "runtime.micro_batch", "classical.iterations")
-
-
-@dataclass(frozen=True)
-class DegradationConfig:
-    scale: int = 4                 # superres factor
-    downsample: str = "box"        # superres: box | bicubic
-    kernel: str | None = None      # deblur: gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH
-    temporal: str | None = None    # deblur: uniform:K | gaussian:SIGMA
-    sigma_y: float = 0.0           # measurement noise std in [0, 1] units
-    mask: str | None = None        # inpaint: image, video or folder; non-zero = missing
-    boxes: tuple[str, ...] = ()    # inpaint: X,Y,W,H rectangles
-    dilate: int = 0                # inpaint: grow the mask by N pixels
-    trust_propagated: bool = True  # inpaint: pixels another frame shows, interpolate: pixels both
-    #                                neighbours' flow warps agree on, are kept, not re-sampled
-    factor: int = 2                # interpolate: frame-rate factor
 
 
 @dataclass(frozen=True)
@@ -120,13 +104,19 @@ class RunConfig:
     reference: str | None = None
     metrics: str | None = None
     quiet: bool = False
-    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    degradation: Degradation = field(default_factory=Degradation)  # the task's own options (see __post_init__)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     io: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self):
+        options = get_task(self.task).Options
+        if type(self.degradation) is not options:  # e.g. RunConfig(task="deblur"): that task's defaults
+            base = {f.name: getattr(self.degradation, f.name) for f in fields(Degradation)}
+            object.__setattr__(self, "degradation", options(**base))
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -136,7 +126,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
-        return _build(cls, data, "")
+        task = data.get("task", cls.task) if isinstance(data, dict) else cls.task
+        if not isinstance(task, str):
+            raise UsageError(f"task: expected a task name, got {task!r}")
+        return _build(cls, data, "", {"degradation": get_task(task).Options})
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -166,7 +159,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise UsageError(f"{key}: unsupported value {value!r}")
 
 
-def _build(cls, data: dict, prefix: str):
+def _build(cls, data: dict, prefix: str, classes: dict[str, type] | None = None):
+    """`cls` from a nested dict; `classes` replaces the declared dataclass of some fields (a task's options)."""
     if not isinstance(data, dict):
         raise UsageError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = get_type_hints(cls)
@@ -178,7 +172,7 @@ def _build(cls, data: dict, prefix: str):
     for f in fields(cls):
         if f.name not in data:
             continue
-        hint = hints[f.name]
+        hint = (classes or {}).get(f.name, hints[f.name])
         if dataclasses.is_dataclass(hint):
             kwargs[f.name] = _build(hint, data[f.name], f"{prefix}{f.name}.")
         else:
@@ -245,10 +239,9 @@ def parse_set(item: str) -> tuple[str, Any]:
 def resolve_config(task: str, preset: str | None = None, sets: list[str] | tuple[str, ...] = (),
                    flags: dict[str, Any] | None = None) -> RunConfig:
     """Defaults ⊕ preset (default: the task's own) ⊕ --set ⊕ explicit CLI flags (dotted keys; None = not given)."""
-    if task not in TASKS:
-        raise UsageError(f"unknown task {task!r}")
-    preset = preset or task
-    data = _merge(RunConfig().to_dict(), load_preset(preset))
+    get_task(task)  # an unknown name is a usage error
+    preset = preset or (task if task in available_presets() else "")
+    data = _merge(RunConfig(task=task).to_dict(), load_preset(preset) if preset else {})
     data["task"] = task
     data["preset"] = preset
     for item in sets:
@@ -274,7 +267,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in POSITIVE:
         if _get(cfg, key) < 1:
             raise UsageError(f"{key} must be at least 1, got {_get(cfg, key)}")
-    for key in ("io.fps", "sampler.eta", "sampler.gamma", "degradation.sigma_y", "classical.smoothness",
+    cfg.degradation.validate()
+    for key in ("io.fps", "sampler.eta", "sampler.gamma", "classical.smoothness",
                 "guidance.equivariance", "guidance.flow_blur", "latent.lpf_scale", "latent.guidance_scale"):
         value = _get(cfg, key)
         if not math.isfinite(value) or value < 0 or (key == "io.fps" and value == 0):
@@ -282,8 +276,6 @@ def validate(cfg: RunConfig) -> RunConfig:
                              f"got {value}")
     if not 0 <= cfg.io.crf <= 51:
         raise UsageError(f"io.crf must be in [0, 51], got {cfg.io.crf}")
-    if cfg.degradation.dilate < 0:
-        raise UsageError(f"degradation.dilate must be >= 0, got {cfg.degradation.dilate}")
     if cfg.runtime.tile is not None and cfg.runtime.tile < 16:
         raise UsageError(f"runtime.tile must be at least 16 pixels, got {cfg.runtime.tile}")
     if cfg.runtime.overlap < 0:

@@ -29,26 +29,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vidrestore import baselines
 from vidrestore import metrics as M
 from vidrestore import operators as ops
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import InputError, OutputError, UsageError
 from vidrestore.io import VideoWriter, probe, quantize, read_frames, to_tensor, to_uint8
 from vidrestore.pipeline import peak_memory_mb, restore
-from vidrestore.tasks import Task, iter_mask_frames, make_task
+from vidrestore.tasks import Task, get_task
 from vidrestore.temporal import consecutive_flows
 
-#: classical baselines of each task (names as in the report); "initial" is the task's own initial estimate
-BASELINES = {
-    "superres": ("bicubic", "lanczos"),
-    "inpaint": ("telea", "navier-stokes"),
-    "deblur": ("input", "wiener", "richardson-lucy"),
-    "interpolate": ("blend", "flow-midpoint", "flow-midpoint-bicubic"),
-}
-#: Wiener balances tried per clip; the best PSNR against the reference wins (an oracle-tuned baseline)
-WIENER_BALANCES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
-RICHARDSON_LUCY_ITERATIONS = 30
+#: method names that are not a task's baselines: the task's own initial estimate, every diffusion run
+INITIAL, DIFFUSION = "initial", "diffusion"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 Event = Callable[[dict], None]
@@ -100,28 +91,26 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def resolve_evaluate_config(reference: Path, task: str, output: Path | None, degradation: dict, *,
-                            scale: int | None = None, methods: list[str] | None = None, presets: list[str] | None = None,
+                            methods: list[str] | None = None, presets: list[str] | None = None,
                             noise: list[str] | None = None, variants: list[str] | None = None,
                             sets: list[str] | None = None, flags: dict | None = None,
                             max_frames: int | None = None, overwrite: bool = False) -> EvaluateConfig:
-    """Validate the task options and every method's config before any work starts."""
+    """Validate the task options and every method's config before any work starts.
+
+    `degradation` holds the task's own options as dotted config keys (`degradation.scale`, ...).
+    """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    if task not in BASELINES:
-        raise UsageError(f"unknown task {task!r} (choose one of {', '.join(BASELINES)})")
-    if scale is not None:  # -x is the superres scale or the interpolation factor
-        if task not in ("superres", "interpolate"):
-            raise UsageError(f"-x applies to superres (scale) and interpolate (factor), not {task}")
-        degradation = degradation | {"degradation.scale" if task == "superres" else "degradation.factor": scale}
+    kind = get_task(task)
     base = resolve_config(task, None, [], degradation | {"runtime.seed": flags.get("runtime.seed"),
                                                           "runtime.device": flags.get("runtime.device")})
-    _check_task_options(base)
-    if max_frames is not None and max_frames < (2 if task == "interpolate" else 1):
-        raise UsageError(f"--frames must be at least {2 if task == 'interpolate' else 1}, got {max_frames}")
+    base.degradation.check_complete()
+    if max_frames is not None and max_frames < kind.min_frames:
+        raise UsageError(f"--frames must be at least {kind.min_frames}, got {max_frames}")
     solver_flags = degradation | flags | {"quiet": True, "io.overwrite": True, "runtime.resume": False}
     run = {"none": resolve_config(task, None, sets or [], solver_flags | {"model": "none"})}
     noise_modes = _split(noise) or [None]
-    # the task's own preset, or its diffusion variant where the task's own runs no prior (interpolate)
-    own = task if resolve_config(task).model != "none" else f"{task}-diffusion"
+    # the task's own preset, or the diffusion preset it names where its own runs no prior (interpolate)
+    own = kind.evaluate_preset or task
     for preset in _split(presets) or ([] if variants else [own]):
         for mode in noise_modes:
             name = preset if mode is None else f"{preset}+{mode}"
@@ -130,17 +119,19 @@ def resolve_evaluate_config(reference: Path, task: str, output: Path | None, deg
         name, items = parse_variant(spec)
         preset = next((v.split("=", 1)[1] for v in items if v.split("=", 1)[0].strip() == "preset"), None)
         items = [v for v in items if v.split("=", 1)[0].strip() != "preset"]
-        if name in run or name in BASELINES[task] or name in ("initial", "diffusion"):
+        if name in run or name in kind.baselines or name in (INITIAL, DIFFUSION):
             raise UsageError(f"--variant {spec!r}: the name {name!r} is taken")
         run[name] = resolve_config(task, preset, [*(sets or []), *items], solver_flags)
-    available = [*BASELINES[task], "initial", *run]
+    available = [*kind.baselines, INITIAL, *run]
     wanted = _split(methods) or [*available]
     for name in wanted:
-        if name not in available and name != "diffusion":
-            raise UsageError(f"unknown method {name!r} for {task} (available: {', '.join(available)}, diffusion)")
+        if name not in available and name != DIFFUSION:
+            raise UsageError(f"unknown method {name!r} for {task} (available: {', '.join(available)}, {DIFFUSION})")
     diffusion = [n for n in run if n != "none"]
-    chosen = [n for n in available if n in wanted or ("diffusion" in wanted and n in diffusion)]
-    chosen = [n for n in chosen if _baseline_applies(n, base, explicit=n in wanted)]
+    chosen = [n for n in available if n in wanted or (DIFFUSION in wanted and n in diffusion)]
+    chosen = [n for n in chosen if n not in kind.baselines
+              or kind.baseline_applies(base.degradation, n, explicit=n in wanted)]
+    # a baseline's applicability depends on the options alone
     if not chosen:
         raise UsageError("no method to evaluate")
     return EvaluateConfig(
@@ -152,32 +143,6 @@ def resolve_evaluate_config(reference: Path, task: str, output: Path | None, deg
 
 def _default_output(reference: Path) -> Path:
     return reference.with_name(f"{reference.stem if reference.is_file() else reference.name}.evaluate")
-
-
-def _check_task_options(cfg: RunConfig) -> None:
-    """Options of another task are mistakes (e.g. --kernel with superres), not silently ignored."""
-    deg, default = cfg.degradation, RunConfig().degradation
-    owned = {"superres": ("scale", "downsample"), "inpaint": ("mask", "boxes", "dilate"),
-             "deblur": ("kernel", "temporal", "sigma_y"), "interpolate": ("factor",)}
-    for task, keys in owned.items():
-        if task == cfg.task:
-            continue
-        for key in keys:
-            if getattr(deg, key) != getattr(default, key):
-                raise UsageError(f"--{key.replace('_', '-')} applies to {task}, not {cfg.task}")
-    if cfg.task == "deblur" and not deg.kernel and not deg.temporal:
-        raise UsageError("deblur needs --kernel and/or --temporal")
-    if cfg.task == "inpaint" and not deg.mask and not deg.boxes:
-        raise UsageError("inpaint needs --mask PATH or at least one --box X,Y,W,H")
-
-
-def _baseline_applies(name: str, cfg: RunConfig, explicit: bool) -> bool:
-    """Wiener and Richardson-Lucy need a spatial kernel; asked for by name without one is an error."""
-    if name in ("wiener", "richardson-lucy") and not cfg.degradation.kernel:
-        if explicit:
-            raise UsageError(f"{name} needs a spatial --kernel (it cannot undo frame averaging alone)")
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- the problem
@@ -215,43 +180,24 @@ def write_clip(path: Path, clip: torch.Tensor, fps: Fraction) -> Path:
 
 
 def make_problem(cfg: EvaluateConfig, folder: Path) -> Problem:
-    """Read the reference, fit it to the task (sizes divisible by the scale, (N−1)·k+1 frames) and degrade it."""
+    """Read the reference, fit it to the task (e.g. sizes divisible by the scale) and degrade it."""
     base = cfg.base
     if not cfg.reference.exists():
         raise InputError(f"{cfg.reference}: no such file or folder")
+    kind = get_task(base.task)
     info = probe(cfg.reference)
-    truth = read_clip(cfg.reference, cfg.max_frames)
-    deg = base.degradation
-    if base.task == "superres":
-        h, w = truth.shape[2] - truth.shape[2] % deg.scale, truth.shape[3] - truth.shape[3] % deg.scale
-        if h == 0 or w == 0:
-            raise InputError(f"{cfg.reference}: {truth.shape[3]}x{truth.shape[2]} is smaller than the scale x{deg.scale}")
-        truth = truth[:, :, :h, :w]
-    if base.task == "interpolate":
-        truth = truth[: (truth.shape[0] - 1) // deg.factor * deg.factor + 1]
-        if truth.shape[0] < 2:
-            raise InputError(f"{cfg.reference}: interpolation x{deg.factor} needs at least {deg.factor + 1} frames")
+    truth = kind.fit_reference(base.degradation, read_clip(cfg.reference, cfg.max_frames), str(cfg.reference))
     n, h, w = truth.shape[0], truth.shape[2], truth.shape[3]
-    n_in = (n - 1) // deg.factor + 1 if base.task == "interpolate" else n
-    scale = deg.scale if base.task == "superres" else 1
-    task = make_task(base, w // scale, h // scale, n_in)
-    masks = iter_mask_frames(task, 64)
-    operator = task.operator(None if masks is None else np.concatenate(list(masks)))
-    y = operator.A(truth)
-    if base.task == "deblur" and deg.sigma_y > 0:  # measurement noise, seeded like the runs
-        generator = torch.Generator().manual_seed(base.runtime.seed)
-        y = y + deg.sigma_y * torch.randn(y.shape, generator=generator)
-    y = quantize(y)
-    fps = info.fps / (deg.factor if base.task == "interpolate" else 1)
+    n_in, h_in, w_in = kind.input_geometry(base.degradation, n, h, w)
+    task = kind(base.degradation, w_in, h_in, n_in, str(cfg.reference))
+    streams = {name: np.concatenate([batch for batch in read_frames(path, 64)])
+               for name, path in task.frame_streams().items()}
+    operator = task.operator(streams)
+    # measurement noise is seeded like the runs
+    y = quantize(task.degrade(truth, operator, torch.Generator().manual_seed(base.runtime.seed)))
     write_clip(folder / "reference.mkv", truth, info.fps)
-    write_clip(folder / "input.mkv", y, fps)
-    unknown = None
-    if base.task == "inpaint":
-        unknown = (1 - operator.known).amax(1, keepdim=True).expand(n, 1, h, w)
-    elif base.task == "interpolate":
-        unknown = torch.ones(n, 1, 1, 1)
-        unknown[:: deg.factor] = 0
-    return Problem(truth, y, task, operator, info.fps, consecutive_flows(truth), unknown)
+    write_clip(folder / "input.mkv", y, task.input_fps(info.fps))
+    return Problem(truth, y, task, operator, info.fps, consecutive_flows(truth), task.unknown(operator, n, h, w))
 
 
 # ----------------------------------------------------------------------------- running the methods
@@ -259,27 +205,9 @@ def make_problem(cfg: EvaluateConfig, folder: Path) -> Problem:
 
 def run_baseline(name: str, p: Problem) -> torch.Tensor:
     """One classical baseline (or the task's initial estimate) on the degraded input."""
-    deg = p.task.cfg.degradation
-    if name == "initial":
+    if name == INITIAL:
         return p.task.initial_estimate(p.y, p.operator)
-    if name in ("bicubic", "lanczos"):
-        return baselines.upscale(p.y, deg.scale, name)
-    if name in ("telea", "navier-stokes"):
-        return baselines.inpaint_classical(p.y, 1 - p.operator.known, "telea" if name == "telea" else "ns")
-    if name == "input":
-        return p.y.clone()
-    if name in ("wiener", "richardson-lucy"):
-        kernel = ops.parse_kernel_spec(deg.kernel).numpy()
-        if name == "richardson-lucy":
-            return baselines.richardson_lucy(p.y, kernel, RICHARDSON_LUCY_ITERATIONS)
-        outs = [baselines.wiener_deconvolve(p.y, kernel, b) for b in WIENER_BALANCES]
-        return max(outs, key=lambda o: M.psnr(quantize(o), p.truth))
-    if name == "blend":
-        return baselines.interpolate_blend(p.y, deg.factor)
-    if name in ("flow-midpoint", "flow-midpoint-bicubic"):  # textbook bilinear reads, or bicubic
-        sampling = "bicubic" if name.endswith("bicubic") else "bilinear"
-        return baselines.interpolate_flow_midpoint(p.y, deg.factor, sampling=sampling)
-    raise UsageError(f"unknown baseline {name!r}")
+    return p.task.run_baseline(name, p.y, p.operator, p.truth)
 
 
 def reset_peak_memory() -> None:
@@ -302,7 +230,7 @@ def _baseline_metrics(name: str, p: Problem, path: Path, on_event: Event, starte
     on_event({"event": "frame", "method": name, "frame": out.shape[0], "total": out.shape[0],
               "elapsed": round(time.perf_counter() - started, 3)})
     result = {
-        "task": p.task.cfg.task, "method": name, "output": str(path), "frames": out.shape[0],
+        "task": p.task.name, "method": name, "output": str(path), "frames": out.shape[0],
         "width": out.shape[3], "height": out.shape[2], "seconds": round(seconds, 4),
         "frames_per_second": round(out.shape[0] / seconds, 4) if seconds > 0 else None, "nfe": 0,
         "device": "cpu", "model": None, "peak_memory_mb": round(peak_memory_mb(torch.device("cpu")), 1),
@@ -411,24 +339,17 @@ def _build(cfg: EvaluateConfig, folder: Path, on_event: Event) -> dict:
     report = {
         "task": cfg.base.task, "reference": str(cfg.reference), "frames": p.truth.shape[0],
         "width": p.truth.shape[3], "height": p.truth.shape[2], "fps": str(p.fps),
-        "degradation": _degradation_summary(cfg.base), "operator": p.operator.name,
-        "sigma_y": deg.sigma_y if cfg.base.task == "deblur" else None,
+        "degradation": p.task.summary(), "operator": p.operator.name, "sigma_y": deg.sigma_y,
+        "unknown_header": p.task.unknown_header,
         "truth_warping_error": M.warping_error(p.truth, flows=p.flows),
         "methods": rows,
     }
     R.draw_plots(report, folder)
-    R.draw_strip(p.truth, p.y, outputs, p.task, p.unknown, folder / "strip.png")
+    R.draw_strip(p.truth, p.y, outputs, p.task.temporal_factor, p.unknown, folder / "strip.png")
     report["seconds"] = round(time.perf_counter() - started, 3)
     _write_json(folder / "metrics.json", report)
     (folder / "index.md").write_text(R.index_markdown(report))
     return report
-
-
-def _degradation_summary(cfg: RunConfig) -> dict:
-    deg = cfg.degradation
-    keys = {"superres": ("scale", "downsample"), "inpaint": ("mask", "boxes", "dilate"),
-            "deblur": ("kernel", "temporal", "sigma_y"), "interpolate": ("factor",)}[cfg.task]
-    return {k: (list(v) if isinstance(v, tuple) else v) for k in keys if (v := getattr(deg, k)) not in (None, (), 0)}
 
 
 def _finite(value):

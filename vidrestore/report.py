@@ -16,8 +16,6 @@ COLUMNS = (
     ("psnr", "PSNR dB"), ("ssim", "SSIM"), ("warping_error", "warping error"), ("flicker", "flicker"),
     ("data_consistency_residual", "residual"), ("seconds_per_frame", "s / frame"), ("peak_memory_mb", "peak MB"),
 )
-#: the extra column of tasks where part of the output is not measured at all
-UNKNOWN_HEADER = {"inpaint": "PSNR dB (hole)", "interpolate": "PSNR dB (invented)"}
 PLOTS = {"psnr_per_frame.png": "per-frame PSNR", "warping_error_per_frame.png": "per-frame warping error",
          "quality_vs_time.png": "quality versus time"}
 
@@ -34,8 +32,10 @@ def fmt(value) -> str:
     return str(value)
 
 
-def table_columns(task: str) -> list[tuple[str, str]]:
-    extra = [("psnr_unknown", UNKNOWN_HEADER[task])] if task in UNKNOWN_HEADER else []
+def table_columns(report: dict) -> list[tuple[str, str]]:
+    """The methods table's columns; tasks where part of the output is not measured add its PSNR."""
+    header = report.get("unknown_header")
+    extra = [("psnr_unknown", header)] if header else []
     return [COLUMNS[0], *extra, *COLUMNS[1:]]
 
 
@@ -46,7 +46,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 
 def methods_table(report: dict) -> str:
-    columns = table_columns(report["task"])
+    columns = table_columns(report)
     rows = [[name] + [row.get(key) for key, _ in columns] for name, row in report["methods"].items()]
     return markdown_table(["method"] + [header for _, header in columns], rows)
 
@@ -155,23 +155,23 @@ def crop_box(truth: torch.Tensor, unknown: torch.Tensor | None) -> tuple[int, in
     return max(0, y0), max(0, x0), min(size, h, w)
 
 
-def _input_like_output(y: torch.Tensor, task, n: int, h: int, w: int) -> torch.Tensor:
+def _input_like_output(y: torch.Tensor, factor: int, n: int, h: int, w: int) -> torch.Tensor:
     """The degraded input shown at the output's size and frame count (nearest pixels, nearest earlier frame)."""
-    if task.temporal_factor > 1:
-        y = y[torch.arange(n) // task.temporal_factor]
+    if factor > 1:
+        y = y[torch.arange(n) // factor]
     if y.shape[-2:] != (h, w):
         y = torch.nn.functional.interpolate(y, size=(h, w), mode="nearest")
     return y
 
 
-def draw_strip(truth: torch.Tensor, y: torch.Tensor, outputs: dict[str, torch.Tensor], task,
+def draw_strip(truth: torch.Tensor, y: torch.Tensor, outputs: dict[str, torch.Tensor], temporal_factor: int,
                unknown: torch.Tensor | None, path: Path) -> None:
     """Rows: reference, input, each method; per chosen frame the whole frame (crop outlined) and the crop zoomed."""
     plt = _pyplot()
     n, _, h, w = truth.shape
-    frames = strip_frames(n, task.temporal_factor)
+    frames = strip_frames(n, temporal_factor)
     cy, cx, size = crop_box(truth, unknown)
-    rows = {"reference": truth, "input": _input_like_output(y, task, n, h, w), **outputs}
+    rows = {"reference": truth, "input": _input_like_output(y, temporal_factor, n, h, w), **outputs}
     panel_w = 1.9
     fig, axes = plt.subplots(len(rows), 2 * len(frames), squeeze=False, dpi=80,
                              figsize=(panel_w * 2 * len(frames), panel_w * max(h / w, 1.0) * len(rows) * 0.9))
