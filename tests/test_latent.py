@@ -16,9 +16,8 @@ from vidrestore.cli import app  # noqa: E402
 from vidrestore.errors import ModelError  # noqa: E402
 from vidrestore.operators import Blur, BoxDownsample, Mask, gaussian_kernel  # noqa: E402
 from vidrestore.priors import LatentDenoiser, load_prior, model_kind  # noqa: E402
-from vidrestore.samplers import make_noise_sampler  # noqa: E402
-from vidrestore.samplers.latent_dds import (gaussian_lowpass, latent_dds_sample, latent_motion,  # noqa: E402
-                                            latent_timesteps, lowpass_sigma)
+from vidrestore.samplers import (LatentSpace, dds_sample, gaussian_lowpass, latent_motion,  # noqa: E402
+                                 latent_timesteps, lowpass_sigma, make_noise_sampler, make_space)
 
 runner = CliRunner()
 CPU = torch.device("cpu")
@@ -135,6 +134,13 @@ def _problem(h=24, w=20, frames=4):
     return op, y, op.initial_estimate(y)
 
 
+def _latent_sample(prior, operator, y, timesteps, noise, *, init="inversion", lpf_scale=2.0, cuts=(),
+                  lowpass=gaussian_lowpass, eta=0.2, cg_iterations=10, **kwargs):
+    """dds_sample in the latent space, with VISION-XL's η and CG iterations."""
+    space = LatentSpace(prior, init=init, lpf_scale=lpf_scale, cuts=cuts, lowpass=lowpass)
+    return dds_sample(prior, space, operator, y, timesteps, noise, eta=eta, cg_iterations=cg_iterations, **kwargs)
+
+
 class Recorder:
     """Wraps a prior's tweedie to record (batch size, timestep) and the latents it sees."""
 
@@ -156,17 +162,19 @@ class Recorder:
         del self.prior.tweedie
 
 
-def test_schedule_is_visionxl_s():
+def test_schedule_is_visionxl_s(sd):
     assert latent_timesteps(25, 1000, "inversion", 300) == [280, 240, 200, 160, 120, 80, 40, 0]
     assert latent_timesteps(25, 1000, "noise", 300)[0] == 960
+    space = make_space(sd, start_t=50, init="inversion", inversion_t=300, lpf_scale=2.0, cuts=None)
+    assert isinstance(space, LatentSpace) and space.timesteps(25) == [280, 240, 200, 160, 120, 80, 40, 0]
 
 
 def test_inversion_one_latent_per_shot_copied_to_its_frames(sd):
     op, y, x_init = _problem()
     timesteps = [300, 200, 100, 0]
     with Recorder(sd) as rec:
-        latent_dds_sample(sd, op, y, timesteps, make_noise_sampler("shared", 0), frames=range(4), x_init=x_init,
-                          cuts=[2])
+        _latent_sample(sd, op, y, timesteps, make_noise_sampler("shared", 0), frames=range(4), x_init=x_init,
+                      cuts=[2])
     # inversion: the first frame of each shot (2 shots) up 0 → 100 → 200, then 4 sampling steps over 4 frames
     assert rec.calls == [(2, 0), (2, 100), (2, 200), (4, 300), (4, 200), (4, 100), (4, 0)]
     z = rec.inputs[3]
@@ -177,8 +185,8 @@ def test_inversion_one_latent_per_shot_copied_to_its_frames(sd):
 def test_other_initialisations(sd, init):
     op, y, x_init = _problem()
     with Recorder(sd) as rec:
-        x = latent_dds_sample(sd, op, y, [300, 150, 0], make_noise_sampler("independent", 0), frames=range(4),
-                              x_init=x_init, init=init)
+        x = _latent_sample(sd, op, y, [300, 150, 0], make_noise_sampler("independent", 0), frames=range(4),
+                          x_init=x_init, init=init)
     assert [c[0] for c in rec.calls] == [4, 4, 4]  # no inversion
     assert not torch.equal(rec.inputs[0][0], rec.inputs[0][1])
     assert x.shape == x_init.shape and (op.A(x) - y).norm() / y.norm() < 1e-2
@@ -187,9 +195,9 @@ def test_other_initialisations(sd, init):
 def test_final_cg_is_data_consistent_and_deterministic(sd):
     op, y, x_init = _problem()
     args = (sd, op, y, [300, 200, 100, 0])
-    a = latent_dds_sample(*args, make_noise_sampler("shared", 5), frames=range(4), x_init=x_init)
-    b = latent_dds_sample(*args, make_noise_sampler("shared", 5), frames=range(4), x_init=x_init)
-    c = latent_dds_sample(*args, make_noise_sampler("shared", 6), frames=range(4), x_init=x_init)
+    a = _latent_sample(*args, make_noise_sampler("shared", 5), frames=range(4), x_init=x_init)
+    b = _latent_sample(*args, make_noise_sampler("shared", 5), frames=range(4), x_init=x_init)
+    c = _latent_sample(*args, make_noise_sampler("shared", 6), frames=range(4), x_init=x_init)
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert (op.A(a) - y).norm() / y.norm() < 1e-2
 
@@ -203,12 +211,12 @@ def test_scheduled_lowpass_on_and_off(sd):
         return gaussian_lowpass(x, sigma)
 
     timesteps = [300, 200, 100, 0]
-    on = latent_dds_sample(sd, op, y, timesteps, make_noise_sampler("shared", 0), frames=range(4), x_init=x_init,
-                           lpf_scale=2.0, lowpass=lowpass)
+    on = _latent_sample(sd, op, y, timesteps, make_noise_sampler("shared", 0), frames=range(4), x_init=x_init,
+                       lpf_scale=2.0, lowpass=lowpass)
     expected = [lowpass_sigma(2.0, float(sd.alphas_cumprod[t])) for t in timesteps[:-1]]  # none after the last CG
     assert sigmas == pytest.approx(expected) and sigmas == sorted(sigmas, reverse=True) and sigmas[0] > 0.5
-    off = latent_dds_sample(sd, op, y, timesteps, make_noise_sampler("shared", 0), frames=range(4), x_init=x_init,
-                            lpf_scale=0.0)
+    off = _latent_sample(sd, op, y, timesteps, make_noise_sampler("shared", 0), frames=range(4), x_init=x_init,
+                        lpf_scale=0.0)
     assert lowpass_sigma(0.0, 0.5) == 0.0 and not torch.allclose(on, off)
     x = torch.rand(1, 3, 8, 8)
     assert torch.equal(gaussian_lowpass(x, 0.0), x) and gaussian_lowpass(x, 1.0).std() < x.std()
@@ -219,8 +227,8 @@ def test_classifier_free_guidance_on_and_off(models):
     results = {}
     for scale in (1.0, 3.0):
         prior = load_prior(str(models["sdxl"]), CPU, prompt="a cat", guidance_scale=scale)
-        results[scale] = latent_dds_sample(prior, op, y, [300, 0], make_noise_sampler("shared", 0),
-                                           frames=range(4), x_init=x_init)
+        results[scale] = _latent_sample(prior, op, y, [300, 0], make_noise_sampler("shared", 0),
+                                       frames=range(4), x_init=x_init)
         # inversion (1 frame, 1 step) + 2 steps of 4 frames; CFG doubles every pass
         assert prior.unet_evaluations == (2 if scale != 1.0 else 1) * (1 + 8)
     assert not torch.allclose(results[1.0], results[3.0])
@@ -230,7 +238,8 @@ def test_classifier_free_guidance_on_and_off(models):
 def test_noise_samplers_work_on_the_latent_grid(sd, kind):
     op, y, x_init = _problem()
     latent_size = sd.latent_shape(24, 20)
-    flows, masks = latent_motion(torch.zeros(3, 2, 24, 20), torch.ones(3, 1, 24, 20), latent_size[1:])
+    flows, masks = LatentSpace(sd).noise_flows(torch.zeros(3, 2, 24, 20), torch.ones(3, 1, 24, 20))
+    assert flows.shape == (3, 2, *latent_size[1:]) == (3, 2, 6, 5) and masks.shape == (3, 1, 6, 5)
     base = make_noise_sampler(kind, 0, flows=flows, masks=masks)
     shapes, draws = [], []
 
@@ -240,7 +249,7 @@ def test_noise_samplers_work_on_the_latent_grid(sd, kind):
         draws.append(out)
         return out
 
-    latent_dds_sample(sd, op, y, [300, 200, 0], noise, frames=range(4), x_init=x_init)
+    _latent_sample(sd, op, y, [300, 200, 0], noise, frames=range(4), x_init=x_init)
     assert shapes == [latent_size, latent_size]  # one draw per re-noising, none for the inversion
     same = torch.allclose(draws[0][0], draws[0][3], atol=1e-5)
     assert same == (kind != "independent")  # zero flow: warped noise stays put like shared noise
@@ -262,8 +271,8 @@ def test_inpainting_keeps_its_measurements(sd):
     known[..., 4:12, 4:12] = 0
     op = Mask(known)
     y = op.A(truth)
-    x = latent_dds_sample(sd, op, y, [300, 0], make_noise_sampler("shared", 0), frames=range(3),
-                          x_init=op.initial_estimate(y))
+    x = _latent_sample(sd, op, y, [300, 0], make_noise_sampler("shared", 0), frames=range(3),
+                      x_init=op.initial_estimate(y))
     assert (op.A(x) - y).norm() / y.norm() < 1e-4
 
 

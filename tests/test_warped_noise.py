@@ -12,8 +12,8 @@ from vidrestore.metrics import warping_error
 from vidrestore.operators import BoxDownsample
 from vidrestore.temporal import window_motion
 from vidrestore.priors import PixelDenoiser
-from vidrestore.samplers import (EquivarianceGuidance, WarpedNoise, dds_sample, ddim_timesteps, equivariance_energy,
-                                 make_noise_sampler, update_steps)
+from vidrestore.samplers import (EquivarianceGuidance, PixelSpace, WarpedNoise, dds_sample, ddim_timesteps,
+                                 equivariance_energy, make_noise_sampler, update_steps)
 from vidrestore.temporal import backward_warp, occlusion_mask
 
 CPU = torch.device("cpu")
@@ -236,8 +236,8 @@ def test_guidance_lowers_the_warping_error_of_dds_on_a_pan(pan_problem):
 
     def run(weight):
         guidance = None if weight is None else EquivarianceGuidance(weight, motion.flows_fwd, motion.valid_fwd)
-        x = dds_sample(denoiser, op, y, ddim_timesteps(4), make_noise_sampler("shared", 0), frames=range(6),
-                       guidance=guidance)
+        x = dds_sample(denoiser, PixelSpace(denoiser), op, y, ddim_timesteps(4), make_noise_sampler("shared", 0),
+                       frames=range(6), guidance=guidance)
         return x, warping_error(x.clamp(0, 1), truth)
 
     (x_off, we_off), (x_zero, _), (x_on, we_on) = run(None), run(0.0), run(0.5)
@@ -261,9 +261,9 @@ def test_flow_updates_change_the_guided_restoration_and_keep_it_data_consistent(
 def test_dds_with_warped_noise(pan_problem):
     denoiser, op, y, truth, motion = pan_problem
     noise = make_noise_sampler("warped", 0, flows=motion.flows_bwd, masks=motion.valid_bwd, cuts=motion.cuts)
-    x = dds_sample(denoiser, op, y, ddim_timesteps(3), noise, frames=range(6))
+    x = dds_sample(denoiser, PixelSpace(denoiser), op, y, ddim_timesteps(3), noise, frames=range(6))
     assert x.shape == truth.shape and torch.isfinite(x).all()
-    assert torch.equal(x, dds_sample(denoiser, op, y, ddim_timesteps(3), noise, frames=range(6)))
+    assert torch.equal(x, dds_sample(denoiser, PixelSpace(denoiser), op, y, ddim_timesteps(3), noise, frames=range(6)))
 
 
 def test_restore_window_passes_the_warp_correlation_to_the_noise(pan_problem):

@@ -29,11 +29,10 @@ from vidrestore.priors import LatentDenoiser, PixelDenoiser, load_prior, model_k
 from vidrestore.priors.estimate import Estimate, estimate, latent_network_cost, pixel_network_cost, read_config
 from vidrestore.priors.loading import hub_offline
 from vidrestore.resume import PartialRun, ResumeState, run_key
-from vidrestore.samplers import (EquivarianceGuidance, dds_sample, ddim_timesteps, least_squares, make_noise_sampler,
-                                 update_steps)
-from vidrestore.samplers.latent_dds import latent_dds_sample, latent_motion, latent_timesteps
+from vidrestore.samplers import (AVERAGE_SEED_STRIDE, EquivarianceGuidance, dds_sample, latent_timesteps, least_squares,
+                                 make_noise_sampler, make_space, update_steps)
 from vidrestore.tasks import Task, iter_mask_frames, make_task
-from vidrestore.temporal import WindowMotion, detect_scene_cuts, window_motion
+from vidrestore.temporal import WindowMotion, window_motion
 
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
@@ -241,57 +240,33 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
 
     `x_init` is the task's initial estimate (default: the operator's); the
     classical solver starts from it, and so does a diffusion schedule that
-    starts part-way (`sampler.start_t` below the top timestep).
+    starts part-way (`sampler.start_t` below the top timestep) or a latent
+    prior's inversion / noised start (`latent.init`; `latent.inversion_t`
+    replaces `sampler.start_t` there). The prior's space (pixel or latent) says
+    which options apply. `sampler.average` > 1 averages that many samples.
     """
     if x_init is None:
         x_init = operator.initial_estimate(y).clamp(0, 1)
     if prior is None:
         return least_squares(operator, y, smoothness=cfg.classical.smoothness, iterations=cfg.classical.iterations,
                              x_init=x_init)
-    if isinstance(prior, LatentDenoiser):
-        return restore_window_latent(prior, operator, y, frames, cfg, x_init, on_step)
-    s = cfg.sampler
-    partial = s.start_t < prior.num_train_timesteps
-    timesteps = ddim_timesteps(s.steps, prior.num_train_timesteps, s.start_t if partial else None)
-    gamma, motion = _window_coupling(cfg, operator, x_init, y)
-    total = None
-    for k in range(s.average):
-        seed = cfg.runtime.seed + 7919 * k
-        guidance = _guidance(cfg, operator, motion, len(timesteps))
-        noise = make_noise_sampler(s.noise, seed, flows=motion.flows_bwd, masks=motion.valid_bwd, cuts=motion.cuts,
-                                   correlation=s.warp_correlation) if s.noise == "warped" \
-            else make_noise_sampler(s.noise, seed)
-        x = dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
-                       cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init if partial else None,
-                       callback=(lambda i, t: on_step()) if on_step else None, guidance=guidance)
-        total = x if total is None else total + x
-    return total / s.average
-
-
-def restore_window_latent(prior: LatentDenoiser, operator: LinearOperator, y: torch.Tensor, frames: list[int],
-                          cfg: RunConfig, x_init: torch.Tensor, on_step: Callable[[], None] | None = None
-                          ) -> torch.Tensor:
-    """One window with a latent prior (VISION-XL); `sampler.start_t` is replaced by `latent.inversion_t`."""
     s, lat = cfg.sampler, cfg.latent
-    timesteps = latent_timesteps(s.steps, prior.num_train_timesteps, lat.init, lat.inversion_t)
     gamma, motion = _window_coupling(cfg, operator, x_init, y)
-    # scene cuts split the inversion into shots
-    cuts = motion.cuts if motion is not None else (detect_scene_cuts(x_init) if lat.init == "inversion" else [])
+    # scene cuts split a latent inversion into shots (None: the space finds them on x_init if it needs them)
+    space = make_space(prior, start_t=s.start_t, init=lat.init, inversion_t=lat.inversion_t, lpf_scale=lat.lpf_scale,
+                       cuts=motion.cuts if motion is not None else None)
+    timesteps = space.timesteps(s.steps)
+    warp = {}
+    if s.noise == "warped":  # the noise moves with the clip, on the space's grid
+        flows, masks = space.noise_flows(motion.flows_bwd, motion.valid_bwd)
+        warp = {"flows": flows, "masks": masks, "cuts": motion.cuts, "correlation": s.warp_correlation}
     total = None
     for k in range(s.average):
-        seed = cfg.runtime.seed + 7919 * k
-        guidance = _guidance(cfg, operator, motion, len(timesteps))
-        if s.noise == "warped":  # the noise lives on the latent grid: so must its flows
-            latent_size = prior.latent_shape(*x_init.shape[-2:])[1:]
-            flows, masks = latent_motion(motion.flows_bwd, motion.valid_bwd, latent_size)
-            noise = make_noise_sampler("warped", seed, flows=flows, masks=masks, cuts=motion.cuts,
-                                       correlation=s.warp_correlation)
-        else:
-            noise = make_noise_sampler(s.noise, seed)
-        x = latent_dds_sample(prior, operator, y, timesteps, noise, frames=frames, eta=s.eta,
-                              cg_iterations=s.cg_iterations, gamma=gamma, lpf_scale=lat.lpf_scale, init=lat.init,
-                              x_init=x_init, cuts=cuts, callback=(lambda i, t: on_step()) if on_step else None,
-                              guidance=guidance)
+        noise = make_noise_sampler(s.noise, cfg.runtime.seed + AVERAGE_SEED_STRIDE * k, **warp)
+        guidance = _guidance(cfg, operator, motion, len(timesteps))  # a fresh hook per sample: it keeps state
+        x = dds_sample(prior, space, operator, y, timesteps, noise, frames=frames, eta=s.eta,
+                       cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init,
+                       callback=(lambda i, t: on_step()) if on_step else None, guidance=guidance)
         total = x if total is None else total + x
     return total / s.average
 

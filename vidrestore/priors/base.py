@@ -14,6 +14,7 @@ class Denoiser(Protocol):
     """
 
     name: str
+    space: str  # where the sampler's x_t lives: a key of `vidrestore.samplers.spaces.SPACES` ("pixel", "latent")
     alphas_cumprod: torch.Tensor  # (num_train_timesteps,), float64, on CPU
     device: torch.device
 
@@ -22,6 +23,22 @@ class Denoiser(Protocol):
 
     def tweedie(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̂, x̂0) with x_t = √ᾱ_t x̂0 + √(1−ᾱ_t) ε̂."""
+        ...
+
+
+class LatentPrior(Denoiser, Protocol):
+    """A Denoiser over latents (`space = "latent"`): `tweedie` works on latents, a VAE maps clips to them."""
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of one frame's latent."""
+        ...
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] frames (F, 3, H, W) → latents (F, C, h, w)."""
+        ...
+
+    def decode(self, z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Latents → [0, 1] frames cropped to `size` (H, W) (unclipped)."""
         ...
 
 

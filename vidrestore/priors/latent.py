@@ -51,7 +51,7 @@ class LatentDenoiser(UNetDenoiserBase):
     pass with the cached prompt embedding.
     """
 
-    kind = "latent"
+    space = "latent"  # sampled by `vidrestore.samplers.spaces.LatentSpace`
 
     def __init__(self, vae: "AutoencoderKL", unet: "UNet2DConditionModel", scheduler_config: dict, *,
                  cond: PromptEmbedding, uncond: PromptEmbedding | None = None, guidance_scale: float = 1.0,

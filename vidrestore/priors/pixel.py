@@ -43,6 +43,8 @@ class PixelDenoiser(UNetDenoiserBase):
     weights, so memory is bounded whatever the frame size.
     """
 
+    space = "pixel"  # sampled by `vidrestore.samplers.spaces.PixelSpace`
+
     def __init__(self, unet: "UNet2DModel", scheduler: "DDPMScheduler", *, name: str = "unet",
                  micro_batch: int = 8, tile: int | None = None, tile_overlap: int = 32):
         self.unet = unet.eval().requires_grad_(False)

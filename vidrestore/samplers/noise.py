@@ -14,6 +14,23 @@ import torch
 import torch.nn.functional as F
 
 INIT_STEP = -1  # the step index used for the initial x_T
+#: the k-th of `sampler.average` samples uses seed + AVERAGE_SEED_STRIDE·k: a large stride (a prime), so that
+#: the samples averaged for seed s are not the first samples of the nearby seeds s + 1, s + 2, …
+AVERAGE_SEED_STRIDE = 7919
+
+# Noise streams: every sampler mixes its own tag into the generator keys, so that two samplers
+# (or two uses within one sampler) never draw the same numbers for the same (seed, step, frame).
+STREAM_INDEPENDENT = 1  # IndependentNoise: (seed, step, tag, frame)
+STREAM_SHARED = 2  # SharedNoise: (seed, step, tag)
+STREAM_WARPED_FRESH = 3  # WarpedNoise: fresh noise of a frame, (seed, step, tag, frame)
+STREAM_WARPED_SUBPIXEL = 4  # WarpedNoise: sub-pixel randomness and grid offset of a transport step
+STREAM_WARPED_DECORRELATE = 5  # WarpedNoise: the independent part mixed in when correlation < 1
+
+# `_generator`'s key mix: seed ← (seed · multiplier + key + offset) mod (2⁶³ − 1)
+_MIX_MULTIPLIER = 1_000_003  # a prime
+_MIX_OFFSET = 0x9E3779B9  # 2³² / golden ratio: keeps the key 0 from being a no-op
+_KEY_MASK = 0xFFFFFFFF  # keys enter as 32-bit unsigned
+_SEED_MODULUS = 2 ** 63 - 1  # a 63-bit seed (positive for torch)
 
 
 class NoiseSampler(Protocol):
@@ -26,7 +43,7 @@ class NoiseSampler(Protocol):
 def _generator(*keys: int, device: torch.device | str = "cpu") -> torch.Generator:
     seed = 0
     for key in keys:  # a simple, stable mix of the keys into one 63-bit seed
-        seed = (seed * 1_000_003 + (key & 0xFFFFFFFF) + 0x9E3779B9) % (2 ** 63 - 1)
+        seed = (seed * _MIX_MULTIPLIER + (key & _KEY_MASK) + _MIX_OFFSET) % _SEED_MODULUS
     return torch.Generator(device=device).manual_seed(seed)
 
 
@@ -37,7 +54,7 @@ class IndependentNoise:
         self.seed = seed
 
     def __call__(self, step, frames, shape, device, dtype):
-        noise = [torch.randn(shape, generator=_generator(self.seed, step, 1, f)) for f in frames]
+        noise = [torch.randn(shape, generator=_generator(self.seed, step, STREAM_INDEPENDENT, f)) for f in frames]
         return torch.stack(noise).to(device=device, dtype=dtype)
 
 
@@ -48,7 +65,7 @@ class SharedNoise:
         self.seed = seed
 
     def __call__(self, step, frames, shape, device, dtype):
-        noise = torch.randn(shape, generator=_generator(self.seed, step, 2))
+        noise = torch.randn(shape, generator=_generator(self.seed, step, STREAM_SHARED))
         return noise.to(device=device, dtype=dtype).expand(len(frames), *shape).contiguous()
 
 
@@ -116,7 +133,7 @@ class WarpedNoise:
         self.correlation = float(correlation)
 
     def _fresh(self, step: int, frame: int, shape, device) -> torch.Tensor:
-        return torch.randn(shape, generator=_generator(self.seed, step, 3, frame)).to(device)
+        return torch.randn(shape, generator=_generator(self.seed, step, STREAM_WARPED_FRESH, frame)).to(device)
 
     def __call__(self, step, frames, shape, device, dtype):
         frames = list(frames)
@@ -132,10 +149,11 @@ class WarpedNoise:
                 out.append(fresh)
                 continue
             valid = None if self.masks is None else self.masks[j - 1].to(device)
-            moved = transport_noise(out[-1], self.flows[j - 1].to(device), fresh,
-                                    _generator(self.seed, step, 4, frames[j], device=device), self.subpixels, valid)
+            subpixel = _generator(self.seed, step, STREAM_WARPED_SUBPIXEL, frames[j], device=device)
+            moved = transport_noise(out[-1], self.flows[j - 1].to(device), fresh, subpixel, self.subpixels, valid)
             if self.correlation < 1.0:  # a sum of two independent white fields with weights ρ² + (1 − ρ²) = 1
-                extra = torch.randn(shape, generator=_generator(self.seed, step, 5, frames[j])).to(device)
+                other = _generator(self.seed, step, STREAM_WARPED_DECORRELATE, frames[j])
+                extra = torch.randn(shape, generator=other).to(device)
                 moved = self.correlation * moved + (1.0 - self.correlation ** 2) ** 0.5 * extra
             out.append(moved)
         return torch.stack(out).to(dtype=dtype)
