@@ -34,7 +34,7 @@ from benchlib import (EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_
 from vidrestore.config import resolve_config
 from vidrestore.io import quantize
 from vidrestore.operators import BoxDownsample
-from vidrestore.pipeline import _guidance, _window_coupling
+from vidrestore.solve import guidance_hook, window_coupling
 from vidrestore.priors import load_pixel_prior
 from vidrestore.samplers import ddim_timesteps
 
@@ -106,8 +106,8 @@ def flow_and_guidance_seconds(lr: torch.Tensor, scale: int) -> float:
     x = operator.initial_estimate(lr).clamp(0, 1)
     timesteps = ddim_timesteps(cfg.sampler.steps, 1000, cfg.sampler.start_t)
     started = time.perf_counter()
-    _, motion = _window_coupling(cfg, operator, x, lr)
-    guidance = _guidance(cfg, operator, motion, len(timesteps))
+    _, motion = window_coupling(cfg, operator, x, lr)
+    guidance = guidance_hook(cfg, operator, motion, len(timesteps))
     for i, t in enumerate(timesteps):
         x = guidance(x, i, t)
     return time.perf_counter() - started

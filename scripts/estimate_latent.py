@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from vidrestore.priors.estimate import estimate, latent_network_cost
-from vidrestore.samplers.latent_dds import latent_timesteps
+from vidrestore.samplers import latent_timesteps
 
 VAE = {"block_out_channels": [128, 256, 512, 512], "down_block_types": ["DownEncoderBlock2D"] * 4,
        "up_block_types": ["UpDecoderBlock2D"] * 4, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32}

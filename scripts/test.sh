@@ -11,4 +11,5 @@ python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>
 python -c "import torch" 2>/dev/null || python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python -m pip install -q --disable-pip-version-check -e ".[dev]"
 export HF_HUB_OFFLINE=1
+ruff check vidrestore tests scripts
 python -m pytest "$@"

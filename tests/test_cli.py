@@ -236,7 +236,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeyp
     write_clip(clip_dir / "truth_x2.mkv", smooth_clip(6, 16, 24))
     assert run(*common, "-o", tmp_path / "whole").exit_code == 0
 
-    real, calls, crash_at = pipeline.restore_window, [], [2]
+    real, calls, crash_at = pipeline.solve_window, [], [2]
 
     def counting(*args, **kwargs):
         calls.append(1)
@@ -244,7 +244,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeyp
             raise RuntimeError("power cut")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "restore_window", counting)
+    monkeypatch.setattr(pipeline, "solve_window", counting)
     out = tmp_path / "resumed"
     assert run(*common, "-o", out).exit_code != 0
     assert not out.exists() and (tmp_path / "resumed.partial").is_dir()

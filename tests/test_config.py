@@ -24,8 +24,10 @@ def test_task_preset_is_the_default():
 
 
 def test_set_overrides_the_preset_and_flags_override_set():
-    cfg = resolve_config("superres", "superres", ["sampler.eta=0.3", "runtime.tile=128", "degradation.boxes=[1,2]"])
-    assert cfg.sampler.eta == 0.3 and cfg.runtime.tile == 128
+    cfg = resolve_config("superres", "superres", ["sampler.eta=0.3", "runtime.tile=128", "degradation.scale=2"])
+    assert cfg.sampler.eta == 0.3 and cfg.runtime.tile == 128 and cfg.degradation.scale == 2
+    with pytest.raises(UsageError, match="unknown config key degradation.boxes"):  # another task's option
+        resolve_config("superres", None, ["degradation.boxes=[1,2]"])
     cfg = resolve_config("superres", None, ["sampler.steps=7"], {"sampler.steps": 3, "runtime.seed": None})
     assert cfg.sampler.steps == 3 and cfg.runtime.seed == 0
 

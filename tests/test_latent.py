@@ -230,7 +230,7 @@ def test_classifier_free_guidance_on_and_off(models):
         results[scale] = _latent_sample(prior, op, y, [300, 0], make_noise_sampler("shared", 0),
                                        frames=range(4), x_init=x_init)
         # inversion (1 frame, 1 step) + 2 steps of 4 frames; CFG doubles every pass
-        assert prior.unet_evaluations == (2 if scale != 1.0 else 1) * (1 + 8)
+        assert prior.network_evaluations == (2 if scale != 1.0 else 1) * (1 + 8)
     assert not torch.allclose(results[1.0], results[3.0])
 
 

@@ -299,18 +299,9 @@ def test_warped_noise_flows_follow_the_space(denoiser):
     assert torch.allclose(f, flows) and torch.equal(m, masks)
 
 
-def _restore_window():
-    """The window solver: in `vidrestore.solve` once the pipeline is split, in `vidrestore.pipeline` before."""
-    try:
-        from vidrestore.solve import restore_window
-    except ImportError:
-        from vidrestore.solve import restore_window
-    return restore_window
-
-
 def test_restore_window_runs_every_space_through_one_loop(denoiser):
     from vidrestore.config import resolve_config
-    restore_window = _restore_window()
+    from vidrestore.solve import restore_window
 
     op, y = _sr_problem()
     common = ["sampler.steps=3", "sampler.start_t=1000", "guidance.equivariance=0", "sampler.noise=shared",
@@ -324,7 +315,7 @@ def test_restore_window_runs_every_space_through_one_loop(denoiser):
 
 def test_averaged_samples_use_strided_seeds(denoiser):
     from vidrestore.config import resolve_config
-    restore_window = _restore_window()
+    from vidrestore.solve import restore_window
 
     op, y = _sr_problem()
     common = ["sampler.steps=2", "sampler.start_t=1000", "guidance.equivariance=0", "sampler.noise=independent"]

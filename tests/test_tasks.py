@@ -15,11 +15,19 @@ from vidrestore import operators as ops
 from vidrestore.cli import app
 from vidrestore.config import resolve_config
 from vidrestore.io import probe, quantize
-from vidrestore.tasks import (Task, deblur_initial_estimate, inpaint_initial_estimate,
-                              interpolate_initial_estimate)
+from vidrestore.tasks import get_task
+from vidrestore.tasks.deblur import deblur_initial_estimate
+from vidrestore.tasks.inpaint import inpaint_initial_estimate
+from vidrestore.tasks.interpolate import interpolate_initial_estimate
 from vidrestore.temporal.propagation import fill_smooth, propagate_known
 
 runner = CliRunner()
+
+
+def make(name: str, flags: dict, y: torch.Tensor):
+    """The task `name` with config flags, for the clip y (F, 3, H, W)."""
+    cfg = resolve_config(name, flags=flags)
+    return get_task(name)(cfg.degradation, y.shape[3], y.shape[2], y.shape[0])
 
 
 def texture(h, w, seed=0, tint=(1.0, 1.0, 1.0)):
@@ -55,7 +63,7 @@ def test_interpolate_estimate_keeps_inputs_and_beats_blending():
 
 def test_task_initial_estimate_dispatches_to_interpolation():
     y = quantize(pan(3, step=(1, 0), size=24))
-    task = Task(resolve_config("interpolate", flags={"degradation.factor": 4}), temporal_factor=4)
+    task = make("interpolate", {"degradation.factor": 4}, y)
     operator = task.operator()
     x = task.initial_estimate(y, operator)
     assert x.shape[0] == 9 and torch.equal(x[::4], y)
@@ -78,7 +86,7 @@ def test_interpolate_window_problem_trusts_what_the_flow_determines():
     a = pan(5, step=(2, 1), size=32, seed=1, tint=(1.0, 0.3, 0.2))
     b = pan(3, size=32, seed=2, tint=(0.2, 0.4, 1.0))
     y = quantize(torch.cat([a[::2], b]))  # a shot starts at input frame 3
-    task = Task(resolve_config("interpolate", flags={"degradation.factor": 2}), temporal_factor=2)
+    task = make("interpolate", {"degradation.factor": 2}, y)
     y_solve, op, x_init = task.window_problem(y, task.operator())
     known = op.known
     assert known.shape == (11, 1, 32, 32) and torch.equal(x_init[::2], y)
@@ -87,8 +95,7 @@ def test_interpolate_window_problem_trusts_what_the_flow_determines():
     within_shot = known[1:5:2]
     assert 0.5 < within_shot.mean() < 1  # most, not all, invented pixels are determined by the flow
     assert torch.equal(y_solve, known * x_init)
-    off = Task(resolve_config("interpolate", flags={"degradation.factor": 2, "degradation.trust_propagated": False}),
-               temporal_factor=2)
+    off = make("interpolate", {"degradation.factor": 2, "degradation.trust_propagated": False}, y)
     y_off, op_off, _ = off.window_problem(y, off.operator())
     assert torch.equal(y_off, y) and isinstance(op_off, ops.TemporalSubsample)
 
@@ -141,15 +148,14 @@ def test_inpaint_estimate_beats_per_frame_telea_on_a_moving_hole():
 
 def test_inpaint_window_problem_keeps_what_other_frames_see():
     truth, known, y = moving_hole()
-    cfg = resolve_config("inpaint", None, ["degradation.boxes=['0,0,1,1']"])
-    task = Task(cfg)
+    task = make("inpaint", {"degradation.boxes": ["0,0,1,1"]}, y)
     y_solve, op_solve, x_init = task.window_problem(y, ops.Mask(known))
     seen = op_solve.known
     assert torch.equal(seen * known, known)  # every measured pixel stays measured
     assert float((seen - known).sum()) > 0.8 * float((1 - known).sum())  # most of the moving hole was seen
     assert torch.allclose(op_solve.A(x_init), y_solve)
     # turned off, the solver sees exactly the measurements
-    plain = Task(resolve_config("inpaint", None, ["degradation.trust_propagated=false"]))
+    plain = make("inpaint", {"degradation.boxes": ["0,0,1,1"], "degradation.trust_propagated": False}, y)
     y2, op2, _ = plain.window_problem(y, ops.Mask(known))
     assert y2 is y and torch.equal(op2.known, known)
 

@@ -247,7 +247,7 @@ def test_guidance_lowers_the_warping_error_of_dds_on_a_pan(pan_problem):
 
 
 def test_flow_updates_change_the_guided_restoration_and_keep_it_data_consistent(pan_problem):
-    from vidrestore.pipeline import restore_window
+    from vidrestore.solve import restore_window
     denoiser, op, y, truth, _ = pan_problem
     outs = []
     for updates in (0, 2):
@@ -267,7 +267,7 @@ def test_dds_with_warped_noise(pan_problem):
 
 
 def test_restore_window_passes_the_warp_correlation_to_the_noise(pan_problem):
-    from vidrestore.pipeline import restore_window
+    from vidrestore.solve import restore_window
     denoiser, op, y, truth, _ = pan_problem
     outs = {}
     for rho in (1.0, 0.5):
@@ -279,14 +279,14 @@ def test_restore_window_passes_the_warp_correlation_to_the_noise(pan_problem):
 
 
 def test_flow_blur_is_in_input_pixels_and_changes_the_measured_flow(pan_problem):
-    from vidrestore.pipeline import _window_coupling
+    from vidrestore.solve import window_coupling
     denoiser, op, y, truth, motion = pan_problem
     x_init = op.initial_estimate(y).clamp(0, 1)
     cfg = resolve_config("superres", None, ["guidance.flow_blur=0.5"])
-    _, blurred = _window_coupling(cfg, op, x_init, y)
+    _, blurred = window_coupling(cfg, op, x_init, y)
     assert blurred.blur == 1.0  # 0.5 input pixels at x2
     assert motion.blur == 0.0 and not torch.allclose(blurred.flows_fwd, motion.flows_fwd)
-    _, plain = _window_coupling(resolve_config("superres", None, ["guidance.flow_blur=0"]), op, x_init, y)
+    _, plain = window_coupling(resolve_config("superres", None, ["guidance.flow_blur=0"]), op, x_init, y)
     torch.testing.assert_close(plain.flows_fwd, motion.flows_fwd)
 
 
@@ -332,7 +332,7 @@ def test_cli_with_warped_noise_and_equivariance_guidance(tmp_path):
 
 def test_shots_on_either_side_of_a_cut_are_restored_independently():
     from vidrestore.config import resolve_config
-    from vidrestore.pipeline import restore_window
+    from vidrestore.solve import restore_window
     from vidrestore.operators import BoxDownsample
 
     unet, scheduler = tiny_unet()

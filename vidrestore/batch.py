@@ -1,7 +1,8 @@
 """Batch runs: several inputs (paths, shell globs, or a folder of videos) into one output folder.
 
 A failing file is reported and the batch goes on; files whose output exists
-are skipped unless --overwrite.
+are skipped unless --overwrite. A batch whose outputs would write over any of
+its inputs (`clips/ -o clips/`) is refused before anything runs.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Callable
 
 from vidrestore.config import RunConfig
 from vidrestore.errors import InputError, UsageError, VidrestoreError
-from vidrestore.io import IMAGE_SUFFIXES
+from vidrestore.io import IMAGE_SUFFIXES, check_output_not_input
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
 
@@ -71,6 +72,8 @@ def restore_batch(cfg: RunConfig, inputs: list[Path], out_dir: Path, restore: Ca
     clash = next((n for n in names if names.count(n) > 1), None)
     if clash:
         raise UsageError(f"two inputs would both write {out_dir / clash}; restore them separately")
+    for path in inputs:
+        check_output_not_input(batch_output(path, out_dir, cfg.task), inputs)
     items = []
     for path in inputs:
         output = batch_output(path, out_dir, cfg.task)

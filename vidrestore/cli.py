@@ -95,7 +95,9 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
 
     try:
         paths = expand_inputs(inputs)
-        from vidrestore.pipeline import default_preset, estimate_run, restore  # heavy imports only when a command runs
+        from vidrestore.config import default_preset
+        from vidrestore.costs import estimate_run
+        from vidrestore.pipeline import restore  # heavy imports only when a command runs
 
         preset = preset or default_preset(task, flags.get("model"))
         config = resolve_config(task, preset, sets or [], flags | {"quiet": quiet, "input": str(paths[0])})

@@ -240,7 +240,9 @@ def resolve_config(task: str, preset: str | None = None, sets: list[str] | tuple
                    flags: dict[str, Any] | None = None) -> RunConfig:
     """Defaults ⊕ preset (default: the task's own) ⊕ --set ⊕ explicit CLI flags (dotted keys; None = not given)."""
     get_task(task)  # an unknown name is a usage error
-    preset = preset or (task if task in available_presets() else "")
+    preset = preset or task
+    if preset == task and task not in available_presets():
+        preset = ""  # a task that ships no preset of its own runs on the defaults
     data = _merge(RunConfig(task=task).to_dict(), load_preset(preset) if preset else {})
     data["task"] = task
     data["preset"] = preset
@@ -288,3 +290,22 @@ def validate(cfg: RunConfig) -> RunConfig:
         if not 0.0 <= _get(cfg, key) <= 1.0:
             raise UsageError(f"{key} must be in [0, 1], got {_get(cfg, key)}")
     return cfg
+
+
+def default_preset(task: str, model: str | None) -> str | None:
+    """The preset a task uses when none is given: `<task>-sdxl` / `<task>-sd` for a latent model
+    (the VISION-XL defaults), the task's `evaluate_preset` where its own preset runs no model
+    (interpolate's diffusion variant), else None (the task's own)."""
+    from vidrestore.errors import VidrestoreError
+    from vidrestore.priors import model_kind  # the model's kind needs its config files, read only when asked
+
+    if model in (None, "default", "none"):
+        return None
+    try:
+        kind = model_kind(model)
+    except VidrestoreError:
+        return None  # restore reports the model problem
+    candidates = {"sdxl": [f"{task}-sdxl", f"{task}-sd"], "sd": [f"{task}-sd"]}.get(kind, [])
+    # a model asked for where the task's own preset has none means the task's diffusion preset
+    candidates.append(get_task(task).evaluate_preset or task)
+    return next((name for name in candidates if name in available_presets()), None)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import shutil
@@ -34,7 +33,9 @@ from vidrestore import operators as ops
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import InputError, OutputError, UsageError
 from vidrestore.io import VideoWriter, probe, quantize, read_frames, to_tensor, to_uint8
-from vidrestore.pipeline import peak_memory_mb, restore
+from vidrestore.io.jsonfile import write_json
+from vidrestore.pipeline import restore
+from vidrestore.runtime import peak_memory_mb
 from vidrestore.tasks import Task, get_task
 from vidrestore.temporal import consecutive_flows
 
@@ -237,7 +238,7 @@ def _baseline_metrics(name: str, p: Problem, path: Path, on_event: Event, starte
         "data_consistency_residual": residual, "psnr": M.psnr(out, p.truth), "ssim": M.ssim(out, p.truth),
         "warping_error": M.warping_error(out, flows=p.flows),
     }
-    _write_json(path.with_name(f"{path.name}.metrics.json"), result)
+    write_json(path.with_name(f"{path.name}.metrics.json"), result)
     return result, out
 
 
@@ -347,24 +348,9 @@ def _build(cfg: EvaluateConfig, folder: Path, on_event: Event) -> dict:
     R.draw_plots(report, folder)
     R.draw_strip(p.truth, p.y, outputs, p.task.temporal_factor, p.unknown, folder / "strip.png")
     report["seconds"] = round(time.perf_counter() - started, 3)
-    _write_json(folder / "metrics.json", report)
+    write_json(folder / "metrics.json", report)
     (folder / "index.md").write_text(R.index_markdown(report))
     return report
-
-
-def _finite(value):
-    """Standard JSON: non-finite numbers (PSNR of identical frames) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(_finite(data), indent=2, default=str))
 
 
 def _relocate_paths(tmp: Path, final: Path) -> None:

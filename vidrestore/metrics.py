@@ -20,6 +20,7 @@ All reductions run in float64; results are Python floats.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -40,6 +41,7 @@ __all__ = [
     "warping_error_per_pair",
     "flicker",
     "data_consistency_residual",
+    "RunningMetrics",
 ]
 
 
@@ -224,3 +226,61 @@ def data_consistency_residual(A: Callable[[Tensor], Tensor], x: Tensor, y: Tenso
     num = float(torch.linalg.vector_norm(ax - y))
     den = float(torch.linalg.vector_norm(y))
     return num / den if den > 0 else num
+
+
+@dataclass
+class RunningMetrics:
+    """Metrics accumulated over finalised frames, in order."""
+
+    residual_sq: float = 0.0
+    measurement_sq: float = 0.0
+    squared_error: float = 0.0
+    values: int = 0
+    ssim_sum: float = 0.0
+    frames: int = 0
+    warp_sum: float = 0.0
+    warp_pairs: int = 0
+    _last: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_state(cls, sums: dict, last_pair: tuple[torch.Tensor, torch.Tensor] | None) -> "RunningMetrics":
+        metrics = cls(**sums)
+        metrics._last = last_pair
+        return metrics
+
+    def state(self) -> dict:
+        """The sums, for resuming (the last frame pair is saved separately)."""
+        return {f: getattr(self, f) for f in ("residual_sq", "measurement_sq", "squared_error", "values",
+                                              "ssim_sum", "frames", "warp_sum", "warp_pairs")}
+
+    @property
+    def last_pair(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self._last
+
+    def add_residual(self, residual_sq: float, measurement_sq: float) -> None:
+        self.residual_sq += residual_sq
+        self.measurement_sq += measurement_sq
+
+    def add_reference(self, out: torch.Tensor, ref: torch.Tensor) -> None:
+        self.squared_error += float((out - ref).pow(2).sum())
+        self.values += out.numel()
+        if min(out.shape[-2:]) >= 11:  # SSIM's 11x11 window must fit
+            self.ssim_sum += sum(ssim_per_frame(out, ref))
+        self.frames += out.shape[0]
+        if self._last is not None:  # include the pair that straddles two batches
+            out, ref = torch.cat([self._last[0], out]), torch.cat([self._last[1], ref])
+        if out.shape[0] > 1:
+            pairs = [p for p in warping_error_per_pair(out, flow_source=ref) if math.isfinite(p)]
+            self.warp_sum += float(sum(pairs))
+            self.warp_pairs += len(pairs)
+        self._last = (out[-1:], ref[-1:])
+
+    def summary(self) -> dict:
+        result = {"data_consistency_residual": (self.residual_sq / self.measurement_sq) ** 0.5
+                  if self.measurement_sq > 0 else 0.0}
+        if self.frames:
+            mse = self.squared_error / max(self.values, 1)
+            result["psnr"] = float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+            result["ssim"] = self.ssim_sum / self.frames if self.ssim_sum else None
+            result["warping_error"] = self.warp_sum / self.warp_pairs if self.warp_pairs else 0.0
+        return result

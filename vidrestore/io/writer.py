@@ -5,7 +5,9 @@ the target (``.NAME.partial-XXXXXXXX[.mp4|.mkv]``, a file or a folder) and
 renamed to the final name only after the frame count has been verified. On any
 failure (including KeyboardInterrupt) ffmpeg is stopped and reaped and the
 temporary output removed, so the final name either holds a complete result or
-is untouched.
+is untouched. The steps (the temporary name, the rules for an existing output,
+the final rename, audio passthrough) are functions of their own, so that
+``join_videos`` and ``resume.PartialRun`` write outputs the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ from ..errors import InputError, OutputError
 from . import _ffmpeg
 from .probe import IMAGE_SUFFIXES, has_audio, parse_fps, probe
 
-__all__ = ["VideoWriter", "output_kind"]
+__all__ = [
+    "VideoWriter",
+    "audio_args",
+    "audio_codec",
+    "check_output_free",
+    "commit_output",
+    "make_temp_output",
+    "output_kind",
+    "output_os_error",
+    "remove_stale_temps",
+    "write_png",
+]
 
 _FORMATS = {"mp4": "mp4", "mkv": "matroska"}
 _PNG_LEVEL = 3  # zlib level: fast, still compact
@@ -49,6 +62,11 @@ def output_kind(path: Path | str) -> str:
     )
 
 
+def _temp_pattern(path: Path) -> re.Pattern:
+    """The hidden temporary names ``make_temp_output`` gives for ``path``."""
+    return re.compile(rf"^\.{re.escape(path.name)}\.partial-[0-9a-f]{{8}}(\.mp4|\.mkv)?$")
+
+
 def _audio_copy_works(audio: Path, kind: str) -> bool:
     """Whether ffmpeg can stream-copy ``audio``'s audio tracks into a ``kind`` container
     (e.g. mp4 refuses pcm_alaw): a 0.1 s trial mux into a scratch folder."""
@@ -63,6 +81,142 @@ def _audio_copy_works(audio: Path, kind: str) -> bool:
             ]
         )
         return result.returncode == 0
+
+
+def audio_codec(audio_from: Path | str | None, kind: str) -> str | None:
+    """How ``audio_from``'s audio goes into a ``kind`` output: ``"copy"``, ``"aac"`` (the
+    container refuses the codec) or None (no audio, or a folder output)."""
+    if audio_from is None or kind == "folder" or not has_audio(audio_from):
+        return None
+    return "copy" if _audio_copy_works(Path(audio_from), kind) else "aac"
+
+
+def audio_args(codec: str | None) -> list[str]:
+    """ffmpeg's output options for ``audio_codec``'s answer."""
+    return {"copy": ["-c:a", "copy"], "aac": ["-c:a", "aac", "-b:a", "192k"]}.get(codec or "", [])
+
+
+def output_os_error(path: Path, exc: OSError, action: str) -> OutputError:
+    """One line for an ``OSError`` met while writing ``path``."""
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"{path}: no space left on device while {action}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{path}: cannot write here while {action} ({exc.strerror})")
+    return OutputError(f"{path}: failed while {action} ({exc.strerror or exc})")
+
+
+def check_output_free(path: Path, kind: str, overwrite: bool) -> None:
+    """``OutputError`` unless ``path`` may be written: it does not exist, is an empty folder,
+    or ``overwrite`` is set (a folder is only replaced if it holds nothing but images and JSON)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if kind == "folder" and path.is_dir():
+        entries = list(path.iterdir())
+        if not entries:
+            return  # an empty folder prepared by the user is fine
+        if not overwrite:
+            raise OutputError(f"{path}: output folder is not empty (use --overwrite to replace it)")
+        keep = (*IMAGE_SUFFIXES, ".json")
+        odd = next((e for e in entries if not (e.is_file() and e.suffix.lower() in keep)), None)
+        if odd is not None:
+            raise OutputError(f"{path}: refusing to replace a folder that holds more than frames ({odd.name})")
+    elif not overwrite:
+        raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
+
+
+def make_temp_output(path: Path, kind: str) -> Path:
+    """Create the hidden temporary ``.NAME.partial-XXXXXXXX[.mp4|.mkv]`` (a folder for
+    ``kind == "folder"``) next to ``path``, whose parent must exist. Raises ``OSError``."""
+    path = Path(path).absolute()
+    name = f".{path.name}.partial-{secrets.token_hex(4)}"
+    if kind == "folder":
+        temp = path.parent / name
+        temp.mkdir(mode=0o777)
+    else:
+        temp = path.parent / f"{name}.{kind}"
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return temp
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete the temporary outputs of ``path`` that a killed writer left (only names that
+    ``make_temp_output`` gives); the caller must be the only writer of ``path``."""
+    path = Path(path).absolute()
+    pattern = _temp_pattern(path)
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.match(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            try:
+                entry.unlink()
+            except OSError:
+                continue
+        removed.append(entry)
+    return removed
+
+
+def commit_output(temp: Path, final: Path, kind: str, overwrite: bool) -> None:
+    """Move a finished temporary output into place; ``final`` is replaced only if
+    ``overwrite`` (checked again here: another writer may have made it meanwhile).
+    Raises ``OutputError``, or ``OSError`` from the rename."""
+    if kind == "folder":
+        _commit_folder(temp, final, overwrite)
+    elif overwrite:
+        os.replace(temp, final)
+    else:
+        try:
+            os.link(temp, final)  # fails if final exists: no race with another writer
+        except FileExistsError:
+            raise OutputError(f"{final}: output already exists (use --overwrite to replace it)") from None
+        except OSError:  # no hard links on this file system
+            if final.exists():
+                raise OutputError(f"{final}: output already exists (use --overwrite to replace it)") from None
+            os.replace(temp, final)
+        else:
+            os.unlink(temp)
+
+
+def _commit_folder(temp: Path, final: Path, overwrite: bool) -> None:
+    if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
+        final.rmdir()
+    if not (final.exists() or final.is_symlink()):
+        os.rename(temp, final)
+        return
+    if not overwrite:
+        raise OutputError(f"{final}: output already exists (use --overwrite to replace it)")
+    check_output_free(final, "folder", overwrite)  # still only frames in there?
+    trash = final.parent / f".{final.name}.old-{secrets.token_hex(4)}"
+    os.rename(final, trash)
+    try:
+        os.rename(temp, final)
+    except OSError:
+        os.rename(trash, final)
+        raise
+    if trash.is_dir() and not trash.is_symlink():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink()
+
+
+def write_png(path: Path, frame: np.ndarray) -> None:
+    """One ``uint8 (H, W, 3)`` RGB frame as a lossless PNG. Raises ``OSError`` or ``OutputError``."""
+    import cv2
+
+    ok, encoded = cv2.imencode(
+        ".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL]
+    )
+    if not ok:
+        raise OutputError(f"{path}: PNG encoding failed")
+    with open(path, "wb") as handle:
+        handle.write(encoded.data)
 
 
 class VideoWriter:
@@ -121,11 +275,8 @@ class VideoWriter:
         }[self.kind]
         self._check_existing()
 
-        self.audio_from: Path | None = None
-        self.audio_codec: str | None = None
-        if audio_from is not None and self.kind != "folder" and has_audio(audio_from):
-            self.audio_from = Path(audio_from)
-            self.audio_codec = "copy" if _audio_copy_works(self.audio_from, self.kind) else "aac"
+        self.audio_codec = audio_codec(audio_from, self.kind)
+        self.audio_from = Path(audio_from) if self.audio_codec is not None else None
 
         self._make_temp()
         self._closed = False
@@ -212,32 +363,10 @@ class VideoWriter:
     # --------------------------------------------------------------- helpers
 
     def _os_error(self, exc: OSError, action: str) -> OutputError:
-        if exc.errno == errno.ENOSPC:
-            return OutputError(f"{self.path}: no space left on device while {action}")
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return OutputError(f"{self.path}: cannot write here while {action} ({exc.strerror})")
-        return OutputError(f"{self.path}: failed while {action} ({exc.strerror or exc})")
+        return output_os_error(self.path, exc, action)
 
     def _check_existing(self) -> None:
-        path = self.path
-        if not (path.exists() or path.is_symlink()):
-            return
-        if self.kind == "folder" and path.is_dir():
-            entries = list(path.iterdir())
-            if not entries:
-                return  # an empty folder prepared by the user is fine
-            if not self.overwrite:
-                raise OutputError(f"{path}: output folder is not empty (use --overwrite to replace it)")
-            keep = (*IMAGE_SUFFIXES, ".json")
-            odd = next(
-                (e for e in entries if not (e.is_file() and e.suffix.lower() in keep)), None
-            )
-            if odd is not None:
-                raise OutputError(
-                    f"{path}: refusing to replace a folder that holds more than frames ({odd.name})"
-                )
-        elif not self.overwrite:
-            raise OutputError(f"{path}: output already exists (use --overwrite to replace it)")
+        check_output_free(self.path, self.kind, self.overwrite)
 
     def _make_temp(self) -> None:
         parent = self.path.absolute().parent
@@ -249,14 +378,7 @@ class VideoWriter:
             for directory in reversed(missing):
                 directory.mkdir()
                 self._created_dirs.append(directory)
-            name = f".{self.path.name}.partial-{secrets.token_hex(4)}"
-            if self.kind == "folder":
-                temp = self.path.absolute().parent / name
-                temp.mkdir(mode=0o777)
-            else:
-                temp = self.path.absolute().parent / f"{name}.{self.kind}"
-                os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            self._temp = temp
+            self._temp = make_temp_output(self.path, self.kind)
         except OSError as exc:
             self._closed = False
             self.abort()
@@ -283,18 +405,12 @@ class VideoWriter:
     # folder output
 
     def _write_pngs(self, array: np.ndarray) -> None:
-        import cv2
-
         assert self._temp is not None
         for frame in array:
-            ok, encoded = cv2.imencode(
-                ".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL]
-            )
-            if not ok:
-                raise OutputError(f"{self.path}: PNG encoding failed for frame {self._frames}")
             try:
-                with open(self._temp / f"{self._frames:06d}.png", "wb") as handle:
-                    handle.write(encoded.data)
+                write_png(self._temp / f"{self._frames:06d}.png", frame)
+            except OutputError:
+                raise OutputError(f"{self.path}: PNG encoding failed for frame {self._frames}") from None
             except OSError as exc:
                 raise self._os_error(exc, f"writing frame {self._frames}") from None
             self._frames += 1
@@ -330,10 +446,7 @@ class VideoWriter:
             ]
         else:
             args += ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1", "-pix_fmt", "bgr0"]
-        if self.audio_codec == "copy":
-            args += ["-c:a", "copy"]
-        elif self.audio_codec == "aac":
-            args += ["-c:a", "aac", "-b:a", "192k"]
+        args += audio_args(self.audio_codec)
         args += [
             "-fps_mode", "passthrough",
             "-progress", "pipe:1", "-nostats",
@@ -395,45 +508,10 @@ class VideoWriter:
     # commit
 
     def _commit(self) -> None:
-        temp, final = self._temp, self.path
+        temp = self._temp
         assert temp is not None
         try:
-            if self.kind == "folder":
-                self._commit_folder(temp, final)
-            elif self.overwrite:
-                os.replace(temp, final)
-            else:
-                try:
-                    os.link(temp, final)  # fails if final exists: no race with another writer
-                except FileExistsError:
-                    raise OutputError(f"{final}: output already exists (use --overwrite to replace it)") from None
-                except OSError:  # no hard links on this file system
-                    if final.exists():
-                        raise OutputError(f"{final}: output already exists (use --overwrite to replace it)") from None
-                    os.replace(temp, final)
-                else:
-                    os.unlink(temp)
+            commit_output(temp, self.path, self.kind, self.overwrite)
         except OSError as exc:
             raise self._os_error(exc, "moving the finished output into place") from None
         self._temp = None
-
-    def _commit_folder(self, temp: Path, final: Path) -> None:
-        if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
-            final.rmdir()
-        if not (final.exists() or final.is_symlink()):
-            os.rename(temp, final)
-            return
-        if not self.overwrite:
-            raise OutputError(f"{final}: output already exists (use --overwrite to replace it)")
-        self._check_existing()  # still only frames in there?
-        trash = final.parent / f".{final.name}.old-{secrets.token_hex(4)}"
-        os.rename(final, trash)
-        try:
-            os.rename(temp, final)
-        except OSError:
-            os.rename(trash, final)
-            raise
-        if trash.is_dir() and not trash.is_symlink():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            trash.unlink()

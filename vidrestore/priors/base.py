@@ -47,6 +47,14 @@ class UNetDenoiserBase:
 
     unet: torch.nn.Module
     alphas_cumprod: torch.Tensor
+    #: frames through the network so far (both passes of classifier-free guidance count), for the metrics
+    network_evaluations: int = 0
+    #: whether each frame costs two network passes (classifier-free guidance)
+    classifier_free_guidance: bool = False
+
+    def summary(self, latent) -> dict:
+        """What the metrics JSON records about this prior beyond its name (`latent`: the run's latent options)."""
+        return {}
 
     @property
     def device(self) -> torch.device:

@@ -55,7 +55,8 @@ class LatentDenoiser(UNetDenoiserBase):
 
     def __init__(self, vae: "AutoencoderKL", unet: "UNet2DConditionModel", scheduler_config: dict, *,
                  cond: PromptEmbedding, uncond: PromptEmbedding | None = None, guidance_scale: float = 1.0,
-                 name: str = "latent", micro_batch: int = 8, vae_tiling: bool = False, sdxl: bool = False):
+                 name: str = "latent", micro_batch: int = 8, vae_tiling: bool = False, vae_tile: int | None = None,
+                 sdxl: bool = False):
         from diffusers import DDIMScheduler
 
         self.vae = vae.eval().requires_grad_(False)
@@ -76,9 +77,11 @@ class LatentDenoiser(UNetDenoiserBase):
         self.vae_tiling = bool(vae_tiling)
         if vae_tiling:
             vae.enable_tiling()  # diffusers tiles only frames larger than the VAE's sample_size
-        self.unet_evaluations = 0  # frames through the UNet (counting both CFG passes), for the metrics
+        self.network_evaluations = 0  # frames through the UNet (counting both CFG passes), for the metrics
+        if vae_tiling and vae_tile:
+            self._tile_vae(vae_tile)
 
-    def set_vae_tile(self, pixels: int) -> None:
+    def _tile_vae(self, pixels: int) -> None:
         """Encode / decode frames larger than `pixels` in overlapping tiles of that size (blended by diffusers)."""
         pixels = max(self.factor * 4, pixels - pixels % self.factor)
         self.vae.enable_tiling()
@@ -89,6 +92,15 @@ class LatentDenoiser(UNetDenoiserBase):
     @property
     def cfg_active(self) -> bool:
         return self.uncond is not None and self.guidance_scale != 1.0
+
+    @property
+    def classifier_free_guidance(self) -> bool:
+        return self.cfg_active
+
+    def summary(self, latent) -> dict:
+        return {"prior": "sdxl" if self.sdxl else "sd", "init": latent.init,
+                "inversion_t": latent.inversion_t if latent.init != "noise" else None,
+                "classifier_free_guidance": self.cfg_active}
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """(C, h, w) of one frame's latent; frames are padded up to a multiple of the VAE factor."""
@@ -121,12 +133,12 @@ class LatentDenoiser(UNetDenoiserBase):
                                  **extra).sample
                 u, c = pred.float().chunk(2)
                 pred = u + self.guidance_scale * (c - u)
-                self.unet_evaluations += 2 * n
+                self.network_evaluations += 2 * n
             else:
                 hidden, extra = self._conditioning(self.cond, n, height, width)
                 timestep = torch.full((n,), t, device=self.device, dtype=torch.long)
                 pred = self.unet(x, timestep, encoder_hidden_states=hidden, **extra).sample.float()
-                self.unet_evaluations += n
+                self.network_evaluations += n
             out.append(pred.to(z.dtype).to(z.device))
         return torch.cat(out)
 
@@ -204,7 +216,7 @@ def encode_prompt(prompt: str, tokenizers: list, text_encoders: list, sdxl: bool
 def load_latent_prior(location: str | Path, index: dict, device: torch.device, dtype: torch.dtype, *,
                       offline: bool, micro_batch: int = 8, vae: str | None = None, prompt: str = "",
                       negative_prompt: str = "", guidance_scale: float = 1.0,
-                      vae_tiling: bool = False) -> LatentDenoiser:
+                      vae_tiling: bool = False, vae_tile: int | None = None) -> LatentDenoiser:
     """Load an SD / SDXL pipeline folder or hub id (safetensors only) as a LatentDenoiser."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
@@ -271,4 +283,4 @@ def load_latent_prior(location: str | Path, index: dict, device: torch.device, d
     del encoders  # conditioning is cached; the encoders are not needed while sampling
     return LatentDenoiser(vae_model.to(device), unet.to(device), dict(scheduler.config), cond=cond, uncond=uncond,
                           guidance_scale=guidance_scale, name=name, micro_batch=micro_batch, vae_tiling=vae_tiling,
-                          sdxl=sdxl)
+                          vae_tile=vae_tile, sdxl=sdxl)

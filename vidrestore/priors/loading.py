@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from vidrestore.errors import ModelError
+from vidrestore.runtime import auto_tile
 from vidrestore.priors.pixel import PixelDenoiser
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -94,8 +95,13 @@ def model_kind(model: str | None) -> str:
 
 def load_prior(model: str | None, device: torch.device, dtype: torch.dtype = torch.float32, *,
                micro_batch: int = 8, tile: int | None = None, vae: str | None = None, prompt: str = "",
-               negative_prompt: str = "", guidance_scale: float = 1.0, vae_tiling: bool = False):
-    """Load any prior: a PixelDenoiser, a LatentDenoiser (SD / SDXL pipelines) or None for "none"."""
+               negative_prompt: str = "", guidance_scale: float = 1.0, vae_tiling: bool = False,
+               frame_size: tuple[int, int] | None = None):
+    """Load any prior: a PixelDenoiser, a LatentDenoiser (SD / SDXL pipelines) or None for "none".
+
+    `tile`: the pixel denoiser's spatial tile (None: chosen from free memory for frames of `frame_size`),
+    or the VAE's tile of a latent prior with `vae_tiling`.
+    """
     location = resolve_model_location(model)
     if location is None:
         return None
@@ -107,10 +113,11 @@ def load_prior(model: str | None, device: torch.device, dtype: torch.dtype = tor
         if vae is not None or prompt or guidance_scale != 1.0:
             raise ModelError(f"--vae, --prompt and --guidance need a Stable Diffusion / SDXL model; "
                              f"{model or DEFAULT_MODEL!r} is a pixel-space model")
-        return load_pixel_prior(model, device, dtype, micro_batch=micro_batch, tile=tile, offline=offline)
+        return load_pixel_prior(model, device, dtype, micro_batch=micro_batch, tile=tile, offline=offline,
+                                frame_size=frame_size)
     return load_latent_prior(location, index, device, dtype, offline=offline, micro_batch=micro_batch, vae=vae,
                              prompt=prompt, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
-                             vae_tiling=vae_tiling)
+                             vae_tiling=vae_tiling, vae_tile=tile)
 
 
 def _layout(location: str | Path) -> dict:
@@ -131,9 +138,10 @@ def _layout(location: str | Path) -> dict:
 
 
 def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype = torch.float32, *,
-                     micro_batch: int = 8, tile: int | None = None, offline: bool | None = None
-                     ) -> PixelDenoiser | None:
-    """Load a prior as a PixelDenoiser; `None` when the model is "none"."""
+                     micro_batch: int = 8, tile: int | None = None, offline: bool | None = None,
+                     frame_size: tuple[int, int] | None = None) -> PixelDenoiser | None:
+    """Load a prior as a PixelDenoiser; `None` when the model is "none". Without `tile`, frames of
+    `frame_size` (H, W) are tiled when their activations would not fit in half the free memory."""
     from diffusers import DDPMScheduler, UNet2DModel
     from diffusers.utils import logging as diffusers_logging
 
@@ -163,4 +171,6 @@ def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype
     except Exception:
         scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
     unet = unet.to(device=device)
+    if tile is None and frame_size is not None:
+        tile = auto_tile(*frame_size, micro_batch, device, unet.config.block_out_channels[0])
     return PixelDenoiser(unet, scheduler, name=name, micro_batch=micro_batch, tile=tile)

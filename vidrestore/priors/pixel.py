@@ -99,4 +99,5 @@ class PixelDenoiser(UNetDenoiserBase):
     @torch.no_grad()
     def tweedie(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         prediction = self._tiled_network(x_t, int(t))
+        self.network_evaluations += x_t.shape[0]
         return split_prediction(prediction, x_t, float(self.alphas_cumprod[int(t)]), self.prediction_type)

@@ -1,0 +1,122 @@
+"""Solving one window: a pure function of the window's frames, the resolved config and the seed.
+
+Noise depends only on (seed, step, frame index), so windows solved in
+different processes or on different machines agree on the frames they share.
+Nothing here mutates the prior, the device or any shared object, so an
+executor can run `solve_window` anywhere that has the prior loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vidrestore.config import RunConfig
+from vidrestore.operators import LinearOperator
+from vidrestore.priors import load_prior
+from vidrestore.samplers import (AVERAGE_SEED_STRIDE, EquivarianceGuidance, dds_sample, least_squares,
+                                 make_noise_sampler, make_space, update_steps)
+from vidrestore.tasks import Task
+from vidrestore.temporal import WindowMotion, window_motion
+
+
+def window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tensor, y: torch.Tensor
+                     ) -> tuple[float, WindowMotion | None]:
+    """DDS's γ, and the window's motion where warped noise or guidance need it."""
+    s, weight = cfg.sampler, cfg.guidance.equivariance
+    gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
+    # warped noise and equivariance guidance start from the flow of the initial estimate
+    needs_motion = s.noise == "warped" or weight > 0
+    # guidance.flow_blur is in input pixels: aliasing of an upsampled input is as coarse as the input's pixels
+    blur = cfg.guidance.flow_blur * x_init.shape[-1] / y.shape[-1]
+    motion = window_motion(x_init, getattr(operator, "known", None), blur=blur) if needs_motion else None
+    return gamma, motion
+
+
+def guidance_hook(cfg: RunConfig, operator: LinearOperator, motion: WindowMotion | None, steps: int
+              ) -> EquivarianceGuidance | None:
+    """A fresh equivariance-guidance hook for one sampling run; None when the weight is 0."""
+    g = cfg.guidance
+    if g.equivariance <= 0 or motion is None:
+        return None
+    known = getattr(operator, "known", None)
+
+    def reestimate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = window_motion(x, known, cuts=motion.cuts, blur=motion.blur)  # shots stay as found at first
+        return m.flows_fwd, m.valid_fwd
+
+    return EquivarianceGuidance(g.equivariance, motion.flows_fwd, motion.valid_fwd, sampling=g.sampling,
+                                reestimate=reestimate, update_at=update_steps(steps, g.flow_updates))
+
+
+def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: list[int], cfg: RunConfig,
+                   x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Restore one window of frames; returns x in [0, 1] (unclipped).
+
+    `x_init` is the task's initial estimate (default: the operator's); the
+    classical solver starts from it, and so does a diffusion schedule that
+    starts part-way (`sampler.start_t` below the top timestep) or a latent
+    prior's inversion / noised start (`latent.init`; `latent.inversion_t`
+    replaces `sampler.start_t` there). The prior's space (pixel or latent) says
+    which options apply. `sampler.average` > 1 averages that many samples.
+    """
+    if x_init is None:
+        x_init = operator.initial_estimate(y).clamp(0, 1)
+    if prior is None:
+        return least_squares(operator, y, smoothness=cfg.classical.smoothness, iterations=cfg.classical.iterations,
+                             x_init=x_init)
+    s, lat = cfg.sampler, cfg.latent
+    gamma, motion = window_coupling(cfg, operator, x_init, y)
+    # scene cuts split a latent inversion into shots (None: the space finds them on x_init if it needs them)
+    space = make_space(prior, start_t=s.start_t, init=lat.init, inversion_t=lat.inversion_t, lpf_scale=lat.lpf_scale,
+                       cuts=motion.cuts if motion is not None else None)
+    timesteps = space.timesteps(s.steps)
+    warp = {}
+    if s.noise == "warped":  # the noise moves with the clip, on the space's grid
+        flows, masks = space.noise_flows(motion.flows_bwd, motion.valid_bwd)
+        warp = {"flows": flows, "masks": masks, "cuts": motion.cuts, "correlation": s.warp_correlation}
+    total = None
+    for k in range(s.average):
+        noise = make_noise_sampler(s.noise, cfg.runtime.seed + AVERAGE_SEED_STRIDE * k, **warp)
+        guidance = guidance_hook(cfg, operator, motion, len(timesteps))  # a fresh hook per sample: it keeps state
+        x = dds_sample(prior, space, operator, y, timesteps, noise, frames=frames, eta=s.eta,
+                       cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init,
+                       callback=(lambda i, t: on_step()) if on_step else None, guidance=guidance)
+        total = x if total is None else total + x
+    return total / s.average
+
+
+
+@dataclass
+class SolvedWindow:
+    """A restored window: frames in [0, 1], and what the run's metrics need from it."""
+
+    x: torch.Tensor                  # (F_out, 3, H, W), clamped to [0, 1]
+    residual_sq: float               # ‖A x − y‖² over the window's measurements, before clamping
+    measurement_sq: float            # ‖y‖²
+    network_evaluations: int         # frames through the network, over all steps
+
+
+def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: dict[str, np.ndarray],
+                 frames: list[int], on_step: Callable[[], None] | None = None) -> SolvedWindow:
+    """Restore the measurement frames `y` of one window (output frames `frames`, global indices)."""
+    operator = task.operator(streams)
+    y_solve, op_solve, x_init = task.window_problem(y, operator)
+    counted = prior.network_evaluations if prior is not None else 0
+    x = restore_window(prior, op_solve, y_solve, frames, cfg, x_init=x_init, on_step=on_step)
+    x = task.keep_known(x, y, operator)
+    measured = task.measured(y, operator)
+    residual_sq = float((operator.A(x) - measured).pow(2).sum())
+    evaluations = prior.network_evaluations - counted if prior is not None else 0
+    return SolvedWindow(x.clamp(0, 1), residual_sq, float(measured.pow(2).sum()), evaluations)
+
+
+def load_configured_prior(cfg: RunConfig, device: torch.device, dtype: torch.dtype, frame_size: tuple[int, int]):
+    """The prior `cfg` names (None for `--model none`), set up for output frames of `frame_size` (H, W)."""
+    lat = cfg.latent
+    return load_prior(None if cfg.model == "default" else cfg.model, device, dtype,
+                      micro_batch=cfg.runtime.micro_batch, tile=cfg.runtime.tile, vae=lat.vae, prompt=lat.prompt,
+                      negative_prompt=lat.negative_prompt, guidance_scale=lat.guidance_scale,
+                      vae_tiling=lat.vae_tiling != "off", frame_size=frame_size)
