@@ -48,7 +48,7 @@ VARIANTS = {
     "superres+windows": ("superres", ["--chunk", "3", "--overlap", "1"]),
     "inpaint+untrusted": ("inpaint", ["--set", "degradation.trust_propagated=false", "--noise", "independent"]),
     "deblur+sigma": ("deblur", ["--set", "degradation.sigma_y=0.02"]),
-    "interpolate-diffusion+windows": ("interpolate-diffusion", ["--chunk", "3", "-x", "4"]),
+    "interpolate-diffusion+windows": ("interpolate-diffusion", ["--chunk", "3", "--overlap", "2", "-x", "4"]),
     "superres-sd+warped": ("superres-sd", ["--noise", "warped", "--set", "guidance.equivariance=0.5"]),
     "superres-sd+noised": ("superres-sd", ["--set", "latent.init=noised"]),
     "deblur-sd+noise": ("deblur-sd", ["--set", "latent.init=noise", "--set", "sampler.steps=3"]),

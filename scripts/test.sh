@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make .venv (CPU PyTorch), install vidrestore with the dev extra, run the tests.
+# Make .venv (CPU PyTorch), install vidrestore with the dev and ray extras, run ruff and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -9,7 +9,7 @@ fi
 python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 # pin torch first: on these machines torch==2.13.0 is a local CPU wheel; an unpinned torch pulls a CUDA build
 python -c "import torch" 2>/dev/null || python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-python -m pip install -q --disable-pip-version-check -e ".[dev]"
+python -m pip install -q --disable-pip-version-check -e ".[dev,ray]"
 export HF_HUB_OFFLINE=1
 ruff check vidrestore tests scripts
 python -m pytest "$@"

@@ -19,7 +19,7 @@ from vidrestore import resume as resume_module
 from vidrestore.batch import restore_batch
 from vidrestore.config import resolve_config
 from vidrestore.errors import OutputError
-from vidrestore.io import VideoWriter, check_output_not_input, probe, read_frames, to_uint8
+from vidrestore.io import VideoWriter, check_output_not_input, join_videos, probe, read_frames, to_uint8
 from vidrestore.io._ffmpeg import ffmpeg_exe
 from vidrestore.resume import PartialRun, ResumeState
 
@@ -137,6 +137,32 @@ def test_audio_passes_through_once(tmp_path, suffix):
     assert probe(output).frame_count == len(frames())
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes: POSIX")
+def test_join_hands_each_part_over_before_the_next_one_and_it_can_go_at_once(tmp_path):
+    """ffmpeg reads the parts through pipes: when part i is reported, the output holds little more
+    than parts 0..i, and deleting it is safe; the disk never holds much more than one output."""
+    clip, parts, start = frames(40), [], 0
+    for i, count in enumerate([10, 10, 10, 10]):
+        path = tmp_path / f"{i}.mkv"
+        with VideoWriter(path, FPS, 16, 16) as writer:
+            writer.write(clip[start:start + count])
+        parts.append((path, count))
+        start += count
+    sizes = [path.stat().st_size for path, _ in parts]
+    seen = []
+
+    def on_part_read(i):
+        temp = next(tmp_path.glob(".out.mkv.partial-*"))
+        seen.append((i, temp.stat().st_size))
+        parts[i][0].unlink()
+
+    join_videos(parts, tmp_path / "out.mkv", FPS, 16, 16, on_part_read=on_part_read)
+    assert [i for i, _ in seen] == [0, 1, 2, 3]
+    assert all(written <= sum(sizes[:i + 1]) + 4096 for i, written in seen)
+    assert np.array_equal(read_all(tmp_path / "out.mkv"), clip)
+    assert names(tmp_path) == ["out.mkv"]
+
+
 def test_an_existing_output_is_refused_without_overwrite_and_the_segments_are_kept(tmp_path):
     output = tmp_path / "out.mkv"
     output.write_bytes(b"keep me")
@@ -196,9 +222,9 @@ def test_a_run_killed_while_joining_starts_over_and_its_temporary_output_goes(tm
     partial = partial_run(output)
     run_windows(partial, frames())
 
-    def killed(parts, output, *args, on_progress, **kwargs):
+    def killed(parts, output, *args, on_part_read, **kwargs):
         (output.parent / ".out.mp4.partial-0badf00d.mp4").write_bytes(b"half")
-        on_progress(2)  # the first segment was read and deleted
+        on_part_read(0)  # the first segment was read and deleted
         raise KeyboardInterrupt
 
     monkeypatch.setattr(resume_module, "join_videos", killed)

@@ -5,10 +5,10 @@ import inspect
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -23,7 +23,7 @@ stdout = Console()
 
 # options shared by every command
 Input = Annotated[list[str], typer.Argument(help="Video file (any format ffmpeg reads) or folder of frames; several files, a glob or a folder of videos make a batch (-o is then a folder).", show_default=False)]
-Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output video (.mp4 H.264, .mkv lossless) or folder of PNG frames. Default: <input>.<task>.mp4")]
+Output = Annotated[Optional[str], typer.Option("-o", "--output", help="Output video (.mp4 H.264, .mkv lossless) or folder of PNG frames. Default: <input>.<task>.mp4")]
 Preset = Annotated[Optional[str], typer.Option("--preset", help="Preset name (e.g. superres-fast) or YAML file. Default: the task's own.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key, e.g. --set sampler.eta=0.2 (repeatable).")]
 Model = Annotated[Optional[str], typer.Option("--model", help="'none' (classical, fast), an embedded model name, a diffusers folder or hub id. Default: the embedded vr-pixel-small.")]
@@ -49,6 +49,7 @@ Vae = Annotated[Optional[str], typer.Option("--vae", help="Stable Diffusion / SD
 Prompt = Annotated[Optional[str], typer.Option("--prompt", help="Stable Diffusion / SDXL: text conditioning (default: the empty prompt).")]
 Guidance = Annotated[Optional[float], typer.Option("--guidance", help="Stable Diffusion / SDXL: classifier-free guidance scale (default 1 = off; >1 costs two UNet passes).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the estimated memory and time per frame and the resolved config, then exit.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Treat errors ffmpeg reports while decoding the input (a corrupt or truncated file) as fatal (exit 3) instead of a warning.")]
 
 
 class ProgressDisplay:
@@ -89,11 +90,32 @@ def _error(exc: VidrestoreError, debug: bool) -> None:
     stderr.print(f"vidrestore: error: {exc}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _warn(message: str) -> None:
+    stderr.print(f"vidrestore: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def check_output_arg(output: str | None) -> None:
+    """UsageError for an -o that can never be an output: empty, or the current folder or one above it
+    (with --overwrite the output replaces that folder)."""
+    if output is None:
+        return
+    if not output.strip():
+        raise UsageError(f"-o {output!r}: empty output path; name a video file or a new folder")
+    try:
+        resolved, cwd = Path(output).expanduser().resolve(), Path.cwd().resolve()
+    except (OSError, RuntimeError):  # e.g. a symlink loop: the writer reports it in its own words
+        return
+    if resolved == cwd or resolved in cwd.parents:
+        where = "the current folder" if resolved == cwd else "a folder that holds the current folder"
+        raise UsageError(f"-o {output}: is {where}; name a video file or a new folder")
+
+
 def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, debug: bool, inputs: list[str],
          dry_run: bool = False, **flags) -> None:
     from vidrestore.batch import expand_inputs, is_video_folder
 
     try:
+        check_output_arg(flags.get("output"))
         paths = expand_inputs(inputs)
         from vidrestore.config import default_preset
         from vidrestore.costs import estimate_run
@@ -108,7 +130,12 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
             print(json.dumps({"estimate": estimate.to_dict(), "config": config.to_dict()}, indent=2))
             return
 
-        def show_estimate() -> None:
+        shown: list[str] = []
+
+        def show_estimate(notes: list[str] = ()) -> None:
+            for note in notes:  # known before the model loads, e.g. the overlap used when it differs from the one asked
+                _warn(note)
+                shown.append(note)
             if not quiet:
                 _print_estimate(config, estimate_run, debug)
 
@@ -117,7 +144,8 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
             return _run_batch(config, paths, restore, quiet, debug)
         result = restore(config, progress_factory=None if quiet else ProgressDisplay, on_ready=show_estimate)
         for warning in result.get("warnings", []):
-            stderr.print(f"vidrestore: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+            if warning not in shown:
+                _warn(warning)  # found while restoring (e.g. decode errors in the input)
     except VidrestoreError as exc:
         _error(exc, debug)
         raise typer.Exit(exc.exit_code)
@@ -164,7 +192,9 @@ def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool) -> 
         raise typer.Exit(BatchError.exit_code)
 
 
-SigmaY = Annotated[Optional[float], typer.Option("--sigma-y", help="Measurement noise std (pixel range 0-1) of the input.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Solve windows in N worker processes (each loads the model; --device cuda spreads them over the GPUs). Default: in this process.")]
+Ray = Annotated[Optional[str], typer.Option("--ray", help="Solve windows on a Ray cluster: local (start one here), auto (join this machine's) or an address. Needs vidrestore[ray].")]
+SigmaY = Annotated[Optional[str], typer.Option("--sigma-y", help="Measurement noise std of the input (pixel range 0-1, e.g. 0.02), or 'auto': estimated from the input (default; a clean 8-bit input estimates to 0). Reported in the metrics as sigma_y.")]
 
 #: the options every task command has, after the input and the task's own options: (parameter, annotation)
 COMMON = (
@@ -172,10 +202,10 @@ COMMON = (
     ("device", Device), ("dtype", Dtype), ("chunk", Chunk), ("overlap", Overlap), ("tile", Tile), ("noise", Noise),
     ("sigma_y", SigmaY), ("reference", Reference), ("metrics", Metrics), ("fps", Fps), ("crf", Crf),
     ("no_audio", NoAudio), ("overwrite", Overwrite), ("no_resume", NoResume), ("micro_batch", MicroBatch),
-    ("vae", Vae), ("prompt", Prompt), ("guidance", Guidance), ("dry_run", DryRun), ("quiet", Quiet),
-    ("debug", Debug),
+    ("vae", Vae), ("prompt", Prompt), ("guidance", Guidance), ("workers", Workers), ("ray", Ray), ("strict", Strict), ("dry_run", DryRun),
+    ("quiet", Quiet), ("debug", Debug),
 )
-SWITCHES = {"no_audio", "overwrite", "no_resume", "dry_run", "quiet", "debug"}
+SWITCHES = {"no_audio", "overwrite", "no_resume", "strict", "dry_run", "quiet", "debug"}
 
 
 def _option_value(option: TaskOption, value):
@@ -218,7 +248,7 @@ def _task_command(task: type[Task]):
 
 def _common(kw: dict) -> dict:
     return {
-        "output": str(kw["output"]) if kw["output"] else None, "model": kw["model"], "sampler.steps": kw["steps"],
+        "output": kw["output"], "model": kw["model"], "sampler.steps": kw["steps"],
         "runtime.seed": kw["seed"], "runtime.device": kw["device"], "runtime.dtype": kw["dtype"],
         "runtime.chunk": kw["chunk"], "runtime.overlap": kw["overlap"], "runtime.tile": kw["tile"],
         "sampler.noise": kw["noise"], "degradation.sigma_y": kw["sigma_y"],
@@ -226,7 +256,8 @@ def _common(kw: dict) -> dict:
         "metrics": str(kw["metrics"]) if kw["metrics"] else None, "io.fps": kw["fps"], "io.crf": kw["crf"],
         "io.audio": False if kw["no_audio"] else None, "io.overwrite": True if kw["overwrite"] else None,
         "runtime.resume": False if kw["no_resume"] else None, "runtime.micro_batch": kw["micro_batch"],
-        "latent.vae": kw["vae"], "latent.prompt": kw["prompt"], "latent.guidance_scale": kw["guidance"],
+        "runtime.workers": kw["workers"], "runtime.ray": kw["ray"], "latent.vae": kw["vae"], "latent.prompt": kw["prompt"], "latent.guidance_scale": kw["guidance"],
+        "io.strict": True if kw["strict"] else None,
     }
 
 
@@ -292,7 +323,7 @@ EVALUATE_OPTIONS = (
     ("presets", Annotated[Optional[list[str]], typer.Option("--presets", help="Diffusion presets to run, comma-separated (default: the task's own diffusion preset, e.g. interpolate-diffusion, unless --variant is given).")]),
     ("noise", Annotated[Optional[list[str]], typer.Option("--noise", help="Noise modes to run with each preset, comma-separated: independent, shared, warped.")]),
     ("variant", Annotated[Optional[list[str]], typer.Option("--variant", help="An extra diffusion run NAME:KEY=VALUE[,KEY=VALUE...] (key preset picks the preset; repeatable).")]),
-    ("sigma_y", Annotated[Optional[float], typer.Option("--sigma-y", help="Gaussian measurement noise std added to the degraded input (0-1 range).")]),
+    ("sigma_y", Annotated[Optional[str], typer.Option("--sigma-y", help="Gaussian measurement noise std added to the degraded input (0-1 range), told to the solvers; 'auto' (default): none added, the solvers estimate it.")]),
     ("set_", SetOpt), ("model", Model), ("seed", Seed), ("device", Device),
     ("frames", Annotated[Optional[int], typer.Option("--frames", help="Use only the reference's first N frames.")]),
     ("output", Annotated[Optional[Path], typer.Option("-o", "--output", help="Report folder. Default: <reference>.evaluate/")]),
@@ -308,7 +339,8 @@ def _evaluate_command():
     params_of = {f"task_option_{i}": flag for i, flag in enumerate(groups)}
 
     def evaluate(**kw) -> None:
-        from vidrestore.evaluate import evaluate as run_evaluate, resolve_evaluate_config
+        from vidrestore.evaluate import evaluate as run_evaluate
+        from vidrestore.evaluate import resolve_evaluate_config
 
         display = None
         try:
@@ -380,18 +412,51 @@ def build_app() -> typer.Typer:
 app = build_app()
 
 
+def _click_exceptions():
+    """The exceptions module of the click that Typer parses with: Typer 0.2x vendors click as
+    `typer._click` (its exceptions are no longer click's); older Typer uses click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def _usage_line(exc) -> str:
+    """click's own message for a usage error, as one line, with where to find help."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "vidrestore"
+    return f"vidrestore: error: {message} (see '{command} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line on stderr and a documented exit code for every failure."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # deprecation notices of the hub client (e.g. `local_dir_use_symlinks`) say nothing to a user of this
+    # command; problems with a model are reported as one line by vidrestore itself
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"huggingface_hub(\.|$)")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(huggingface_hub|diffusers)(\.|$)")
     command = typer.main.get_command(app)
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in argv
+    clicks = _click_exceptions()
     try:
         code = command.main(args=argv, prog_name="vidrestore", standalone_mode=False)
-    except click.ClickException as exc:
+        if not argv:  # the help was printed (click < 8.2 returns 0 here): still a usage error
+            code = 2
+    except clicks.UsageError as exc:  # a bad option or value, a missing argument, no arguments: exit 2
+        if not argv or isinstance(exc, getattr(clicks, "NoArgsIsHelpError", ())):
+            if exc.format_message().strip():  # the help (Typer 0.2x has printed it already)
+                exc.show()
+        else:
+            stderr.print(_usage_line(exc), markup=False, highlight=False, soft_wrap=True)
+        code = exc.exit_code or 2
+    except clicks.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    except (clicks.Exit, typer.Exit) as exc:
         code = exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, clicks.Abort, typer.Abort):
         code = 130
     except Exception as exc:  # a bug: one line unless --debug
         if debug:

@@ -12,7 +12,8 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -27,7 +28,36 @@ CHOICES = {  # keys whose values come from a fixed set (a task's own keys are ch
     "latent.init": ("inversion", "noised", "noise"),
     "latent.vae_tiling": ("auto", "off"),
 }
-POSITIVE = ("sampler.steps", "sampler.average", "runtime.chunk", "runtime.micro_batch", "classical.iterations")
+TIMESTEPS = 1000  # the training timesteps of every supported prior (DDPM, SD, SDXL)
+#: every numeric config key's range, checked in one place (`validate`): key -> (min, max, min excluded);
+#: None = unbounded. A task's own options are checked by its `Degradation.validate`.
+RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "sampler.steps": (1, TIMESTEPS, False),
+    "sampler.eta": (0.0, 1.0, False),
+    "sampler.cg_iterations": (1, 1000, False),   # 0 would skip data consistency: the output ignores the input
+    "sampler.gamma": (0.0, None, False),
+    "sampler.noise_weight": (0.0, None, False),
+    "sampler.start_t": (1, TIMESTEPS, False),    # 1000 = from pure noise; below: from the noised estimate
+    "sampler.average": (1, None, False),
+    "sampler.warp_correlation": (0.0, 1.0, False),
+    "latent.inversion_t": (0, TIMESTEPS, False),
+    "latent.lpf_scale": (0.0, None, False),
+    "latent.guidance_scale": (0.0, None, False),
+    "guidance.equivariance": (0.0, 2.0, False),  # a gradient step of λ/L: stable below 2
+    "guidance.flow_updates": (0, None, False),
+    "guidance.flow_blur": (0.0, None, False),
+    "classical.smoothness": (0.0, None, False),
+    "classical.iterations": (1, None, False),
+    "runtime.seed": (0, 2**63 - 1, False),
+    "runtime.chunk": (1, None, False),
+    "runtime.overlap": (0, None, False),         # more than chunk - 1 is clamped (and said so)
+    "runtime.tile": (16, None, False),           # None = automatic
+    "runtime.micro_batch": (1, None, False),
+    "runtime.workers": (0, None, False),
+    "runtime.retries": (0, None, False),
+    "io.crf": (0, 51, False),
+    "io.fps": (0.0, 1000.0, True),
+}
 
 
 @dataclass(frozen=True)
@@ -35,7 +65,8 @@ class SamplerConfig:
     steps: int = 20
     eta: float = 0.15
     cg_iterations: int = 5
-    gamma: float = 0.0             # DDS proximal weight; raised automatically with sigma_y
+    gamma: float = 0.0             # DDS proximal weight (σ_y > 0 adds noise_weight · σ_y² / σ_t² at each step)
+    noise_weight: float = 1.0      # σ_y > 0: scale of the data-consistency weight that follows σ_y and ᾱ_t
     noise: str = "shared"          # independent | shared | warped (moves with the optical flow)
     start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
     average: int = 1               # average this many samples (higher PSNR, N× the time)
@@ -80,10 +111,13 @@ class RuntimeConfig:
     dtype: str = "fp32"
     seed: int = 0
     chunk: int = 16                # frames restored together (one CG system)
-    overlap: int = 4               # frames shared by consecutive chunks, cross-faded
+    overlap: int | None = None     # frames shared by consecutive chunks, cross-faded; None: chunk // 4, at most 4
     tile: int | None = None        # spatial tile for the denoiser; None = automatic
     micro_batch: int = 8           # frames per network call
     resume: bool = True            # continue an interrupted run from <output>.partial/
+    workers: int = 0               # > 0: windows solved by this many local worker processes (0: in process)
+    ray: str | None = None         # local | auto | a cluster address: windows solved by Ray actors
+    retries: int = 3               # times a window is re-run after its worker died, before giving up
 
 
 @dataclass(frozen=True)
@@ -92,6 +126,7 @@ class OutputConfig:
     audio: bool = True
     fps: float = 25.0              # frame rate assumed for frame-folder input
     overwrite: bool = False
+    strict: bool = False           # errors ffmpeg reports while decoding the input are fatal (else a warning)
 
 
 @dataclass(frozen=True)
@@ -136,8 +171,28 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin, args = get_origin(hint), get_args(hint)
     if value is None and (hint is type(None) or type(None) in args):
         return None
-    if args and type(None) in args:  # Optional[X]
-        hint = next(a for a in args if a is not type(None))
+    if set(args) - {type(None)} == {float, str}:  # a number or a word (degradation.sigma_y: auto | VALUE)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value  # the word is checked where the key is validated
+        raise UsageError(f"{key}: expected a number or a word, got {value!r}")
+    if origin in (Union, UnionType):  # Optional[X], or X | Y: the first type that takes the value
+        options = [a for a in args if a is not type(None)]
+        if len(options) > 1:
+            if type(value) in options:
+                return value
+            for option in options:
+                try:
+                    return _coerce(value, option, key)
+                except UsageError:
+                    continue
+            raise UsageError(f"{key}: expected {' or '.join(getattr(o, '__name__', str(o)) for o in options)}, "
+                             f"got {value!r}")
+        hint = options[0]
         origin, args = get_origin(hint), get_args(hint)
     if origin is tuple:
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -262,33 +317,30 @@ def _get(cfg: RunConfig, dotted: str) -> Any:
     return value
 
 
+def _check_range(key: str, value: Any) -> None:
+    low, high, low_open = RANGES[key]
+    if value is None and key in ("runtime.tile", "runtime.overlap"):  # automatic
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{key} must be a finite number, got {value}")
+    if (low is not None and (value < low or (low_open and value == low))) or (high is not None and value > high):
+        if low is not None and high is not None:
+            bounds = f"in {'(' if low_open else '['}{low}, {high}]"
+        elif low_open:
+            bounds = f"greater than {low}"
+        else:
+            bounds = f"at least {low}" if low is not None else f"at most {high}"
+        raise UsageError(f"{key} must be {bounds}, got {value}")
+
+
 def validate(cfg: RunConfig) -> RunConfig:
+    """UsageError (one line naming the key) for a value no run can use; the task checks its own options."""
     for key, choices in CHOICES.items():
         if _get(cfg, key) not in choices:
             raise UsageError(f"{key}: {_get(cfg, key)!r} is not one of {', '.join(choices)}")
-    for key in POSITIVE:
-        if _get(cfg, key) < 1:
-            raise UsageError(f"{key} must be at least 1, got {_get(cfg, key)}")
+    for key in RANGES:
+        _check_range(key, _get(cfg, key))
     cfg.degradation.validate()
-    for key in ("io.fps", "sampler.eta", "sampler.gamma", "classical.smoothness",
-                "guidance.equivariance", "guidance.flow_blur", "latent.lpf_scale", "latent.guidance_scale"):
-        value = _get(cfg, key)
-        if not math.isfinite(value) or value < 0 or (key == "io.fps" and value == 0):
-            raise UsageError(f"{key} must be a finite {'positive' if key == 'io.fps' else 'non-negative'} number, "
-                             f"got {value}")
-    if not 0 <= cfg.io.crf <= 51:
-        raise UsageError(f"io.crf must be in [0, 51], got {cfg.io.crf}")
-    if cfg.runtime.tile is not None and cfg.runtime.tile < 16:
-        raise UsageError(f"runtime.tile must be at least 16 pixels, got {cfg.runtime.tile}")
-    if cfg.runtime.overlap < 0:
-        raise UsageError(f"runtime.overlap must be >= 0, got {cfg.runtime.overlap}")
-    if cfg.guidance.flow_updates < 0:
-        raise UsageError(f"guidance.flow_updates must be >= 0, got {cfg.guidance.flow_updates}")
-    if cfg.latent.inversion_t < 0:
-        raise UsageError(f"latent.inversion_t must be >= 0, got {cfg.latent.inversion_t}")
-    for key in ("sampler.eta", "sampler.warp_correlation"):
-        if not 0.0 <= _get(cfg, key) <= 1.0:
-            raise UsageError(f"{key} must be in [0, 1], got {_get(cfg, key)}")
     return cfg
 
 

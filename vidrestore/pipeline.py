@@ -16,15 +16,16 @@ from typing import Callable
 import torch
 
 from vidrestore.config import RunConfig
-from vidrestore.costs import network_evaluations_per_frame
 from vidrestore.errors import InputError, OutputError
 from vidrestore.io import VideoInfo, output_kind, probe, read_frames, to_tensor, to_uint8
 from vidrestore.io.jsonfile import check_writable, write_json
 from vidrestore.io.paths import check_output_not_input
+from vidrestore.io.probe import damage_note
 from vidrestore.metrics import RunningMetrics
+from vidrestore.noise import resolve_noise
 from vidrestore.resume import PartialRun, ResumeState, run_key
 from vidrestore.runtime import peak_memory_mb, resolve_device, resolve_dtype
-from vidrestore.solve import load_configured_prior, solve_window
+from vidrestore.executors import Executor, WindowJob, make_executor
 from vidrestore.tasks import Task, get_task
 from vidrestore.windows import FrameWindows, cross_fade, plan_windows, window_overlap
 
@@ -87,17 +88,27 @@ def plan_run(cfg: RunConfig) -> RunPlan:
                              f"frames; the output will be {width}x{height} with {n_out}")
     chunk, overlap = window_overlap(cfg.runtime.chunk, cfg.runtime.overlap, task.min_overlap)
     notes = [f"{input_path}: {note}" for note in info.notes]
-    if info.frame_count > cfg.runtime.chunk and overlap != cfg.runtime.overlap:
-        notes.append(f"windows of {chunk} frames overlap by {overlap} (asked: {cfg.runtime.overlap})")
+    if info.errors:  # ffmpeg complained while reading the packets: a truncated or damaged file
+        damage = f"{input_path}: {damage_note(info)}"
+        if cfg.io.strict:
+            raise InputError(f"{damage} (--strict stops on it)")
+        notes.append(damage)
+    asked = cfg.runtime.overlap  # None: the default for the chunk (a quarter of it)
+    changed = (asked is not None and overlap != asked) or chunk != cfg.runtime.chunk
+    if info.frame_count > cfg.runtime.chunk and changed:
+        notes.append(f"windows of {chunk} frames overlap by {overlap} (asked: "
+                     f"{'--chunk ' + str(cfg.runtime.chunk) if asked is None else asked})")
     windows = plan_windows(info.frame_count, chunk, overlap)
     return RunPlan(input_path, output, metrics, info, task, windows, n_out, width, height, notes)
 
 
-def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[], None] | None = None) -> dict:
+def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]], None] | None = None) -> dict:
     """Run one restoration described by `cfg`; returns the metrics written to the metrics JSON.
 
-    `on_ready` is called once the input, output, reference and device have been checked, before
-    the model loads (the CLI prints its estimate there, so bad input still gets one line).
+    `on_ready(notes)` is called once the input, output, reference and device have been checked, before
+    the model loads, with the plan's warnings (the CLI prints them and its estimate there, so bad input
+    still gets one line). The
+    windows are solved by the executor `cfg.runtime` names (in process, worker processes, Ray).
     """
     started = time.perf_counter()
     plan = plan_run(cfg)
@@ -106,40 +117,51 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[], None] 
         torch.cuda.reset_peak_memory_stats(device)
     dtype = resolve_dtype(cfg.runtime.dtype, device)
     if on_ready is not None:
-        on_ready()
-    prior = load_configured_prior(cfg, device, dtype, (plan.height, plan.width))
-    partial = PartialRun(plan.output, run_key(cfg), resume=cfg.runtime.resume, fps=plan.fps, width=plan.width,
-                         height=plan.height, crf=cfg.io.crf)
+        on_ready(list(plan.notes))
+    solve_cfg, noise = resolve_noise(cfg, plan.input, plan.info.fps)  # "auto": estimated once, from the input
+    executor = make_executor(solve_cfg, plan.task, device, dtype, (plan.height, plan.width))
     try:
-        state = partial.load()
-        running, evaluations = _solve_windows(cfg, plan, prior, partial, state, device, progress_factory)
-        audio = cfg.io.audio and plan.info.has_audio and output_kind(plan.output) != "folder"
-        partial.finish(audio_from=plan.input if audio else None, overwrite=cfg.io.overwrite)
+        partial = PartialRun(plan.output, run_key(cfg), resume=cfg.runtime.resume, fps=plan.fps, width=plan.width,
+                             height=plan.height, crf=cfg.io.crf)
+        try:
+            state = partial.load()
+            running, evaluations, prior = _solve_windows(cfg, plan, executor, partial, state, device,
+                                                         progress_factory)
+            audio = cfg.io.audio and plan.info.has_audio and output_kind(plan.output) != "folder"
+            partial.finish(audio_from=plan.input if audio else None, overwrite=cfg.io.overwrite)
+        except InputError:  # an input that does not decode: a rerun cannot resume, keep nothing
+            partial.remove()
+            raise
+        finally:
+            partial.release()
     finally:
-        partial.release()
+        executor.close()
     seconds = time.perf_counter() - started
     result = {
         "task": cfg.task, "input": str(plan.input), "output": str(plan.output), "frames": plan.frames,
         "width": plan.width, "height": plan.height, "fps": str(plan.fps), "fps_float": float(plan.fps),
-        "seconds": round(seconds, 3), "frames_per_second": round(plan.frames / seconds, 4) if seconds > 0 else None,
-        "nfe": 0 if prior is None else network_evaluations_per_frame(
-            cfg, prior.space, prior.num_train_timesteps, prior.classifier_free_guidance),
-        "network_evaluations": evaluations, "device": str(device),
-        "model": "none" if prior is None else prior.name, "seed": cfg.runtime.seed, "preset": cfg.preset,
-        "noise": cfg.sampler.noise if prior is not None else None, "windows": len(plan.windows),
-        "peak_memory_mb": round(peak_memory_mb(device), 1),
-        **({} if prior is None else prior.summary(cfg.latent)), **running.summary(), "warnings": plan.notes,
+        # a resumed run: `seconds` and `frames_per_second` are this attempt's, over the frames it restored (the
+        # state of a resume does not keep the earlier attempts' time); `frames_resumed` were finished before
+        "seconds": round(seconds, 3), "frames_resumed": state.frames_done,
+        "frames_per_second": round((plan.frames - state.frames_done) / seconds, 4) if seconds > 0 else None,
+        "model": cfg.model, **prior, "network_evaluations": evaluations, "device": str(device),
+        "seed": cfg.runtime.seed, "preset": cfg.preset, "noise": cfg.sampler.noise if prior.get("nfe") else None,
+        **noise,
+        "windows": len(plan.windows), **executor.stats.to_dict(), "peak_memory_mb": round(peak_memory_mb(device), 1),
+        **running.summary(), "warnings": plan.notes,
     }
     write_json(plan.metrics, result)
     write_json(sidecar_path(plan.output, "config.json"), cfg.to_dict() | {"output": str(plan.output)})
     return result
 
 
-def _solve_windows(cfg: RunConfig, plan: RunPlan, prior, partial: PartialRun, state: ResumeState,
-                   device: torch.device, progress_factory) -> tuple[RunningMetrics, int]:
-    """Solve the windows not finished before, in order; stitch them and hand finished frames to `partial`."""
+def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: PartialRun, state: ResumeState,
+                   device: torch.device, progress_factory) -> tuple[RunningMetrics, int, dict]:
+    """Hand the windows not finished before to the executor; stitch what comes back (in order) and give
+    finished frames to `partial`. Returns the running metrics, the network evaluations and the prior's info."""
     task, windows, chunk = plan.task, plan.windows, cfg.runtime.chunk
-    inputs = FrameWindows(read_frames(plan.input, chunk, folder_fps=plan.info.fps), str(plan.input))
+    inputs = FrameWindows(read_frames(plan.input, chunk, folder_fps=plan.info.fps, strict=cfg.io.strict,
+                                      warnings=plan.notes), str(plan.input))  # decode errors: a warning
     streams = {name: FrameWindows(read_frames(path, chunk), str(path)) for name, path in task.frame_streams().items()}
     refs = FrameWindows(read_frames(Path(cfg.reference), chunk), cfg.reference) if cfg.reference else None
     running = RunningMetrics.from_state(state.metrics, state.last_pair)
@@ -148,14 +170,20 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, prior, partial: PartialRun, st
     progress = progress_factory(plan.frames) if progress_factory else None
     if progress and written:
         progress.frames(written)
-    try:
+
+    def jobs():  # read lazily: the executor asks for the next window only when a worker is free
         for w in range(state.windows_done, len(windows)):  # windows finished before an interruption are skipped
-            (ys, ye), last = windows[w], w + 1 == len(windows)
-            xs, xe = task.x_range(ys, ye)
-            solved = solve_window(prior, task, cfg, to_tensor(inputs.get(ys, ye)).to(device),
-                                  {name: s.get(ys, ye) for name, s in streams.items()}, list(range(xs, xe)),
-                                  on_step=progress.step if progress else None)
+            (ys, ye), (xs, xe) = windows[w], task.x_range(*windows[w])
+            yield WindowJob(w, inputs.get(ys, ye), {n: s.get(ys, ye) for n, s in streams.items()},
+                            list(range(xs, xe)))
+
+    prior = {"model": "none" if cfg.model == "none" else cfg.model}
+    try:
+        for w, solved in zip(range(state.windows_done, len(windows)),
+                             executor.solve(jobs(), on_step=progress.step if progress else None)):
+            last, (xs, xe) = w + 1 == len(windows), task.x_range(*windows[w])
             evaluations += solved.network_evaluations
+            prior = solved.prior
             running.add_residual(solved.residual_sq, solved.measurement_sq)
             x = cross_fade(pending, solved.x)
             keep = (xe if last else task.x_range(*windows[w + 1])[0]) - xs  # the rest is shared with the next
@@ -177,4 +205,4 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, prior, partial: PartialRun, st
             progress.close()
     if written != plan.frames:
         raise OutputError(f"{plan.output}: restored {written} frames, expected {plan.frames}")
-    return running, evaluations
+    return running, evaluations, prior

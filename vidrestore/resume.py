@@ -15,11 +15,14 @@ next start. The cross-fade tail and the metric sums are saved exactly (float32
 is written frame by frame into `frames/`, which becomes the output by a rename.
 So the disk holds about one output's worth, not every frame uncompressed.
 
-`finish` joins the segments into the output by stream copy and deletes each
-segment as soon as ffmpeg has read past it, so that the disk never holds much
-more than the output. The cost: a run that dies while joining has lost those
-segments, and the state after the windows in between is not kept, so the rerun
-(which notices a listed segment missing) starts over from the first window.
+`finish` joins the segments into the output by stream copy (`io.join_videos`)
+and deletes each segment as soon as ffmpeg has read it through, so that the
+disk never holds much more than one output (plus one window). The cost: a run
+that dies while joining has lost those segments, and the state after the
+windows in between is not kept (only the last state is), so the rerun, which
+notices a listed segment missing, starts over from the first window. state.json
+says `"assembling": true` from the start of the join. A join refused before it
+starts (the output exists, no --overwrite) deletes nothing.
 
 Only one run may use the folder: `PartialRun` holds an exclusive `flock` on
 `<output>.partial.lock` (beside the folder, so that deleting and recreating the
@@ -56,6 +59,7 @@ FORMAT = 2  # state.json layout: 2 = segments (1, PNG frames for every output, i
 # config keys that change only how frames are encoded or reported, not the frames themselves
 IRRELEVANT = {"output", "quiet", "metrics", "preset"}
 IRRELEVANT_IO = {"overwrite", "crf", "audio"}
+IRRELEVANT_RUNTIME = {"workers", "ray", "retries"}  # where windows are solved does not change them
 
 
 def _input_identity(path: Path) -> list:
@@ -67,6 +71,7 @@ def run_key(cfg: RunConfig, extra: dict | None = None) -> str:
     """A hash of the input and of every config value that changes the restored frames."""
     config = {k: v for k, v in cfg.to_dict().items() if k not in IRRELEVANT}
     config["io"] = {k: v for k, v in config["io"].items() if k not in IRRELEVANT_IO}
+    config["runtime"] = {k: v for k, v in config["runtime"].items() if k not in IRRELEVANT_RUNTIME}
     paths = [cfg.input, *cfg.degradation.input_files()] + ([cfg.reference] if cfg.reference else [])
     identity = {"config": config, "files": [_input_identity(Path(p)) for p in paths], "extra": extra or {}}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -340,18 +345,9 @@ class PartialRun:
             except OSError as exc:
                 raise output_os_error(self.folder, exc, "saving progress") from None
             parts = [(self.segments_dir / s["file"], s["frames"]) for s in self._segments]
-            ends = np.cumsum([count for _, count in parts]).tolist()
-            read = [0]  # parts read through and deleted
-
-            def drop_read(frames: int) -> None:
-                # ffmpeg wrote every frame of these, so it has read them: on POSIX their space
-                # comes back when ffmpeg closes them; the disk holds about one output at a time
-                while read[0] < len(parts) and ends[read[0]] <= frames and os.name == "posix":
-                    parts[read[0]][0].unlink(missing_ok=True)
-                    read[0] += 1
-
+            # each segment goes as soon as ffmpeg has read it: the disk holds about one output
             join_videos(parts, self.output, self.fps, self.width, self.height, audio_from=audio_from,
-                        overwrite=overwrite, on_progress=drop_read)
+                        overwrite=overwrite, on_part_read=lambda i: parts[i][0].unlink(missing_ok=True))
         self.remove()
 
     def remove(self) -> None:

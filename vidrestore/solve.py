@@ -7,6 +7,7 @@ executor can run `solve_window` anywhere that has the prior loaded.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,19 +15,41 @@ import numpy as np
 import torch
 
 from vidrestore.config import RunConfig
+from vidrestore.costs import network_evaluations_per_frame
 from vidrestore.operators import LinearOperator
+from vidrestore.operators.noise import proximal_weight
 from vidrestore.priors import load_prior
 from vidrestore.samplers import (AVERAGE_SEED_STRIDE, EquivarianceGuidance, dds_sample, least_squares,
                                  make_noise_sampler, make_space, update_steps)
 from vidrestore.tasks import Task
+from vidrestore.tasks.base import AUTO
 from vidrestore.temporal import WindowMotion, window_motion
+
+
+def noise_gamma(cfg: RunConfig) -> float | Callable[[float], float]:
+    """DDS's proximal weight: `sampler.gamma`, plus (σ_y > 0) noise_weight · σ_y² / σ_t² at each step's ᾱ_t.
+
+    σ_y is the resolved noise level (`vidrestore.noise.resolve_noise`); one still "auto" here (a caller
+    that did not resolve it) counts as 0, exact data consistency as before.
+    """
+    s, sigma = cfg.sampler, cfg.degradation.noise_level
+    sigma = 0.0 if sigma == AUTO else float(sigma)
+    if sigma == 0:
+        return s.gamma
+    base, scale = s.gamma, s.noise_weight
+
+    def gamma(alpha_bar: float) -> float:
+        return base + proximal_weight(sigma, alpha_bar, scale)
+
+    return gamma
 
 
 def window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tensor, y: torch.Tensor
                      ) -> tuple[float, WindowMotion | None]:
-    """DDS's γ, and the window's motion where warped noise or guidance need it."""
+    """DDS's γ (a number, or a function of ᾱ_t when σ_y > 0), and the window's motion where warped noise or
+    guidance need it."""
     s, weight = cfg.sampler, cfg.guidance.equivariance
-    gamma = s.gamma if cfg.degradation.sigma_y == 0 else max(s.gamma, 1.0)
+    gamma = noise_gamma(cfg)
     # warped noise and equivariance guidance start from the flow of the initial estimate
     needs_motion = s.noise == "warped" or weight > 0
     # guidance.flow_blur is in input pixels: aliasing of an upsampled input is as coarse as the input's pixels
@@ -97,11 +120,13 @@ class SolvedWindow:
     residual_sq: float               # ‖A x − y‖² over the window's measurements, before clamping
     measurement_sq: float            # ‖y‖²
     network_evaluations: int         # frames through the network, over all steps
+    prior: dict                      # what the metrics JSON says of the prior: model, nfe, and its own summary
 
 
 def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: dict[str, np.ndarray],
                  frames: list[int], on_step: Callable[[], None] | None = None) -> SolvedWindow:
     """Restore the measurement frames `y` of one window (output frames `frames`, global indices)."""
+    cfg = task_schedule(cfg, task, prior)
     operator = task.operator(streams)
     y_solve, op_solve, x_init = task.window_problem(y, operator)
     counted = prior.network_evaluations if prior is not None else 0
@@ -110,7 +135,24 @@ def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: di
     measured = task.measured(y, operator)
     residual_sq = float((operator.A(x) - measured).pow(2).sum())
     evaluations = prior.network_evaluations - counted if prior is not None else 0
-    return SolvedWindow(x.clamp(0, 1), residual_sq, float(measured.pow(2).sum()), evaluations)
+    return SolvedWindow(x.clamp(0, 1), residual_sq, float(measured.pow(2).sum()), evaluations, prior_info(prior, cfg))
+
+
+def task_schedule(cfg: RunConfig, task: Task, prior) -> RunConfig:
+    """`cfg` with `sampler.start_t` where the task picks it from the (resolved) noise level, e.g. denoise."""
+    sigma = cfg.degradation.noise_level
+    if prior is None or sigma == AUTO:
+        return cfg
+    t = task.start_timestep(float(sigma), prior.alphas_cumprod)
+    return cfg if t is None else dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, start_t=t))
+
+
+def prior_info(prior, cfg: RunConfig) -> dict:
+    """The prior as the metrics JSON describes it (`model`, network evaluations per frame `nfe`, ...)."""
+    if prior is None:
+        return {"model": "none", "nfe": 0}
+    nfe = network_evaluations_per_frame(cfg, prior.space, prior.num_train_timesteps, prior.classifier_free_guidance)
+    return {"model": prior.name, "nfe": nfe, **prior.summary(cfg.latent)}
 
 
 def load_configured_prior(cfg: RunConfig, device: torch.device, dtype: torch.dtype, frame_size: tuple[int, int]):

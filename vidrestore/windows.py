@@ -29,10 +29,16 @@ def plan_windows(n: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
     return windows
 
 
-def window_overlap(chunk: int, asked: int, needed: int) -> tuple[int, int]:
-    """(chunk, overlap) used: the overlap asked for, below the chunk, at least what the task needs
-    (which may grow the chunk)."""
-    overlap = max(min(asked, chunk - 1), needed)
+def default_overlap(chunk: int) -> int:
+    """The overlap when none is asked: a quarter of the chunk, at most 4 frames (16 → 4, 8 → 2, 4 → 1), so a
+    small chunk does not turn into a window per frame."""
+    return min(4, chunk // 4)
+
+
+def window_overlap(chunk: int, asked: int | None, needed: int) -> tuple[int, int]:
+    """(chunk, overlap) used: the overlap asked for (None: `default_overlap`), below the chunk, at least
+    what the task needs (which may grow the chunk)."""
+    overlap = max(min(default_overlap(chunk) if asked is None else asked, chunk - 1), needed)
     return max(chunk, overlap + 1), overlap
 
 

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import IO, Sequence
 
-__all__ = ["ffmpeg_exe", "start", "run", "stop", "file_url", "read_text", "last_error"]
+__all__ = ["ffmpeg_exe", "start", "run", "stop", "file_url", "read_text", "last_error", "clean"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,7 +105,12 @@ def last_error(stderr: str, default: str = "unknown ffmpeg error") -> str:
             break
     else:
         message = lines[-1]
-    # drop the "[component @ 0x...]" prefixes
+    return clean(message)
+
+
+def clean(message: str) -> str:
+    """One line of ffmpeg's stderr without its "[component @ 0x...]" prefixes, shortened to fit one line."""
+    message = message.strip()
     while message.startswith("[") and "]" in message:
         message = message.split("]", 1)[1].strip()
     return message[:300]

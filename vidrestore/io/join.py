@@ -7,12 +7,23 @@ duration is rounded, e.g. to milliseconds in Matroska, and the error would add
 up over thousands of pieces), and the ``setts`` bitstream filter puts every
 packet back on the exact frame grid. The output is written like
 ``VideoWriter``'s: under a hidden temporary name, verified, then renamed.
+
+On POSIX the pieces reach ffmpeg through named pipes that we fill one after
+the other, so we know when ffmpeg has read a piece through; ffmpeg can read
+ahead by no more than a pipe's buffer, which lets the caller delete each piece
+at once and keep the disk at about one output (ffmpeg copies far faster than
+any progress report could tell).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import shutil
 import subprocess
 import tempfile
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +40,8 @@ _FORMATS = {"mp4": "mp4", "mkv": "matroska"}
 # packets decode this many frames before they are shown: VideoWriter's libx264 uses B-frame
 # pyramids (2); FFV1 is intra-only (0)
 _DECODE_DELAY = {"mp4": 2, "mkv": 0}
+_FRAME_RE = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
+_CHUNK = 1 << 20
 
 
 def _concat_line(path: Path) -> str:
@@ -42,15 +55,49 @@ def _micros(frames: int, fps: Fraction) -> int:
     return round(Fraction(frames) * 1_000_000 / fps)
 
 
+def _open_pipe(pipe: Path, proc: subprocess.Popen) -> int | None:
+    """A blocking write end of ``pipe`` once ffmpeg opens it for reading; None if ffmpeg ended."""
+    wait = 0.0002
+    while True:
+        try:
+            fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)  # not blocking: ffmpeg may have failed
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        else:
+            os.set_blocking(fd, True)
+            return fd
+        if proc.poll() is not None:
+            return None
+        time.sleep(wait)
+        wait = min(2 * wait, 0.01)
+
+
+def _feed(parts: Sequence[tuple[Path, int]], pipes: list[Path], proc: subprocess.Popen,
+          on_part_read: Callable[[int], None] | None) -> None:
+    """Copy each part into its pipe, in order; ``on_part_read(i)`` once part i is all in."""
+    for index, ((path, _), pipe) in enumerate(zip(parts, pipes)):
+        fd = _open_pipe(pipe, proc)
+        if fd is None:
+            return  # ffmpeg stopped: its exit status and stderr tell why
+        try:
+            with open(fd, "wb", buffering=0, closefd=True) as sink, open(path, "rb") as source:
+                shutil.copyfileobj(source, sink, _CHUNK)
+        except BrokenPipeError:
+            pass  # ffmpeg closed it: done with this part, or stopped (then the next open says so)
+        if on_part_read is not None:
+            on_part_read(index)
+
+
 def join_videos(parts: Sequence[tuple[Path, int]], output: Path, fps: Fraction, width: int, height: int, *,
                 audio_from: Path | None = None, overwrite: bool = False,
-                on_progress: Callable[[int], None] | None = None) -> None:
+                on_part_read: Callable[[int], None] | None = None) -> None:
     """Concatenate ``parts`` (``(file, frame count)``, in order; one codec and size, as
     ``VideoWriter`` writes them for ``output``'s suffix) into ``output`` (.mp4 or .mkv).
 
     Audio tracks of ``audio_from`` are added once (copied, or AAC when the container
-    refuses the codec). ``on_progress(frames)`` is called as ffmpeg writes frames,
-    about every 0.1 s: a part that ends at or before ``frames`` has been read through.
+    refuses the codec). ``on_part_read(i)`` is called as soon as ffmpeg has read part
+    ``i`` through (POSIX; elsewhere never): the part may then be deleted.
     ``OutputError`` for an existing output without ``overwrite`` or a failed join;
     nothing is left under the final name then.
     """
@@ -70,12 +117,17 @@ def join_videos(parts: Sequence[tuple[Path, int]], output: Path, fps: Fraction, 
     proc = None
     try:
         with tempfile.TemporaryDirectory(prefix="vidrestore-join-") as scratch, \
-                tempfile.TemporaryFile() as stderr:
+                tempfile.TemporaryFile() as stderr, tempfile.TemporaryFile() as progress:
+            pipes = [Path(path) for path, _ in parts]
+            if hasattr(os, "mkfifo"):
+                pipes = [Path(scratch) / f"{i:08d}" for i in range(len(parts))]
+                for pipe in pipes:
+                    os.mkfifo(pipe, 0o600)
             listing = Path(scratch) / "parts.txt"
             lines, start = ["ffconcat version 1.0\n"], 0
-            for path, count in parts:
+            for pipe, (_, count) in zip(pipes, parts):
                 # durations from the frame grid, so that the rounding never adds up
-                lines += [_concat_line(path), f"duration {_micros(start + count, fps) - _micros(start, fps)}us\n"]
+                lines += [_concat_line(pipe), f"duration {_micros(start + count, fps) - _micros(start, fps)}us\n"]
                 start += count
             listing.write_text("".join(lines))
             grid = 1 / Fraction(fps)
@@ -93,22 +145,17 @@ def join_videos(parts: Sequence[tuple[Path, int]], output: Path, fps: Fraction, 
             ]
             if kind == "mp4":
                 args += ["-movflags", "+faststart"]
-            args += ["-progress", "pipe:1", "-nostats", "-stats_period", "0.1",
-                     "-f", _FORMATS[kind], "-y", _ffmpeg.file_url(temp)]
-            proc = _ffmpeg.start(args, stdout=subprocess.PIPE, stderr=stderr)
-            joined = -1
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace").strip()
-                if line.startswith("frame="):
-                    joined = int(line[6:] or -1)
-                    if on_progress is not None:
-                        on_progress(joined)
+            args += ["-progress", "pipe:1", "-nostats", "-f", _FORMATS[kind], "-y", _ffmpeg.file_url(temp)]
+            proc = _ffmpeg.start(args, stdout=progress, stderr=stderr)
+            if hasattr(os, "mkfifo"):
+                _feed(parts, pipes, proc, on_part_read)
             if proc.wait() != 0:
                 message = _ffmpeg.read_text(stderr)
                 if "no space left" in message.lower():
                     raise OutputError(f"{output}: no space left on device while joining the pieces")
                 raise OutputError(f"{output}: ffmpeg failed while joining the pieces ({_ffmpeg.last_error(message)})")
+            counts = _FRAME_RE.findall(_ffmpeg.read_text(progress))
+        joined = int(counts[-1]) if counts else -1
         if joined != total:
             raise OutputError(f"{output}: joined {joined} frames, expected {total}")
         try:

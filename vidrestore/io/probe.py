@@ -8,6 +8,7 @@ from stream-copying the video packets into ffmpeg's null muxer.
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +33,7 @@ class VideoInfo:
     has_audio: bool
     is_folder: bool
     notes: tuple[str, ...] = ()  # what the reader changes: variable rate made constant, >8-bit depth reduced
+    errors: tuple[str, ...] = ()  # ffmpeg's complaints while reading the packets: a truncated or corrupt file
 
 
 # --------------------------------------------------------------------------- fps
@@ -111,12 +113,24 @@ def list_frame_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def _image_header(path: Path) -> tuple[tuple[int, int], bool, bool]:
+    """An image's (width, height), whether it has an alpha channel and more than 8 bits per sample
+    (both dropped by ``read_image``), from its header."""
     from PIL import Image  # header only; pillow comes with imageio
 
     try:
         with Image.open(path) as image:
-            return image.size
+            mode, size = image.mode, image.size
+            alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+            deep = mode.startswith("I") or mode == "F"
+            if image.format == "PNG":  # 16-bit RGB(A) opens as 8-bit "RGB(A)": read the IHDR bit depth
+                with open(path, "rb") as handle:
+                    header = handle.read(26)
+                deep = deep or (len(header) == 26 and header[24] > 8)
+            bits = getattr(image, "tag_v2", {}).get(258) if image.format == "TIFF" else None
+            if bits is not None:
+                deep = deep or max(bits if isinstance(bits, tuple) else (bits,)) > 8
+            return size, alpha, deep
     except Exception:  # noqa: BLE001 - any failure means "not an image we can read"
         raise InputError(f"{path}: not a readable image") from None
 
@@ -127,14 +141,20 @@ def _probe_folder(folder: Path, folder_fps) -> VideoInfo:
         raise InputError(
             f"{folder}: folder contains no image frames ({', '.join(IMAGE_SUFFIXES)})"
         )
-    width, height = _image_size(files[0])
+    (width, height), alpha, deep = _image_header(files[0])
     for path in files[1:]:
-        size = _image_size(path)
+        size, has_alpha, is_deep = _image_header(path)
         if size != (width, height):
             raise InputError(
                 f"{path}: frame size {size[0]}x{size[1]} differs from "
                 f"{width}x{height} of {files[0].name}"
             )
+        alpha, deep = alpha or has_alpha, deep or is_deep
+    notes = []
+    if deep:
+        notes.append("more than 8 bits per sample: frames are restored and written with 8 bits")
+    if alpha:
+        notes.append("an alpha channel (transparency): it is dropped, the output is opaque RGB")
     return VideoInfo(
         path=folder,
         width=width,
@@ -143,6 +163,7 @@ def _probe_folder(folder: Path, folder_fps) -> VideoInfo:
         frame_count=len(files),
         has_audio=False,
         is_folder=True,
+        notes=tuple(notes),
     )
 
 
@@ -157,6 +178,8 @@ _TBR_RE = re.compile(r"(\d+(?:\.\d+)?k?) tbr")
 _DEEP_RE = re.compile(r"\b\w+p(?:9|10|12|14|16)(?:le|be)?\b")
 _ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 _FRAME_RE = re.compile(r"^frame=\s*(\d+)\s*$", re.MULTILINE)
+# `-loglevel level+info` tags every line: "[info] ...", "[h264 @ 0x...] [error] ..."
+_LEVEL_RE = re.compile(r"^((?:\[[^\]]*\] )?)\[(trace|debug|verbose|info|warning|error|fatal|panic)\] ")
 _OUT_TIME_RE = re.compile(r"^out_time_us=\s*(\d+)\s*$", re.MULTILINE)
 
 
@@ -225,19 +248,35 @@ def _open_error(path: Path, stderr: str) -> InputError:
     return InputError(f"{path}: cannot read video ({_ffmpeg.last_error(stderr)})")
 
 
-def _inspect(path: Path, count: bool) -> tuple[_Streams, int | None]:
-    """Stream listing of a video file and, if ``count``, its exact frame count."""
-    args = ["-i", _ffmpeg.file_url(path)]
+def split_levels(stderr: str) -> tuple[str, list[str]]:
+    """ffmpeg's ``-loglevel level+...`` output as (the text without the level tags, the error lines)."""
+    lines, errors = [], []
+    for line in stderr.splitlines():
+        match = _LEVEL_RE.match(line)
+        if match:
+            line = match.group(1) + line[match.end():]
+            if match.group(2) in ("error", "fatal", "panic"):
+                errors.append(line.strip())
+        lines.append(line)
+    return "\n".join(lines), errors
+
+
+def _inspect(path: Path, count: bool) -> tuple[_Streams, int | None, list[str]]:
+    """Stream listing of a video file and, if ``count``, its exact frame count and the errors
+    ffmpeg reported while reading the packets (a truncated or damaged file)."""
+    args = ["-loglevel", "level+info", "-i", _ffmpeg.file_url(path)]
     if count:
         args += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-progress", "pipe:1", "-nostats", "-"]
     result = _ffmpeg.run(args)
+    text, errors = split_levels(result.stderr)
+    result = subprocess.CompletedProcess(result.args, result.returncode, result.stdout, text)
     streams = _parse_streams(result.stderr)
     if "Input #0" not in result.stderr:
         raise _open_error(path, result.stderr)
     if not streams.has_video:
         raise InputError(f"{path}: has no video stream")
     if not count:
-        return streams, None
+        return streams, None, errors
     if result.returncode != 0:
         raise InputError(f"{path}: cannot read video ({_ffmpeg.last_error(result.stderr)})")
     frames = _FRAME_RE.findall(result.stdout)
@@ -245,7 +284,14 @@ def _inspect(path: Path, count: bool) -> tuple[_Streams, int | None]:
         raise InputError(f"{path}: could not count frames ({_ffmpeg.last_error(result.stderr)})")
     out_time = _OUT_TIME_RE.findall(result.stdout)
     streams.span_s = int(out_time[-1]) / 1e6 if out_time else None
-    return streams, int(frames[-1])
+    return streams, int(frames[-1]), errors
+
+
+def damage_note(info: VideoInfo) -> str:
+    """One line on the errors ffmpeg reported while reading a file's packets (``info.errors``)."""
+    n = len(info.errors)
+    return (f"ffmpeg reported {n} error{'s' if n != 1 else ''} reading the file (first: {info.errors[0]}): "
+            f"it may be truncated or damaged")
 
 
 def _check_input_path(path: Path) -> None:
@@ -266,7 +312,7 @@ def has_audio(path: Path | str) -> bool:
     _check_input_path(path)
     if path.is_dir():
         return False
-    streams, _ = _inspect(path, count=False)
+    streams, _, _ = _inspect(path, count=False)
     return streams.has_audio
 
 
@@ -279,7 +325,7 @@ def probe(path: Path | str, folder_fps: Fraction | int | str = Fraction(25)) -> 
     _check_input_path(path)
     if path.is_dir():
         return _probe_folder(path, folder_fps)
-    streams, frame_count = _inspect(path, count=True)
+    streams, frame_count, errors = _inspect(path, count=True)
     if streams.width is None or streams.height is None or not streams.width or not streams.height:
         raise InputError(f"{path}: cannot determine the frame size of the video stream")
     if streams.fps_text is None:
@@ -319,4 +365,5 @@ def probe(path: Path | str, folder_fps: Fraction | int | str = Fraction(25)) -> 
         has_audio=streams.has_audio,
         is_folder=False,
         notes=tuple(notes),
+        errors=tuple(_ffmpeg.clean(e) for e in errors),
     )

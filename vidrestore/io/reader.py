@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -23,6 +24,8 @@ def read_frames(
     folder_fps: Fraction | int | str = Fraction(25),
     *,
     info: VideoInfo | None = None,
+    strict: bool = False,
+    warnings: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield ``uint8 (B, H, W, 3)`` RGB batches of at most ``batch_size`` frames.
 
@@ -32,6 +35,10 @@ def read_frames(
     and reaped when the generator finishes, fails or is closed - wrap it in
     ``contextlib.closing`` to close it deterministically when the consumer may
     raise. Raises ``InputError`` if fewer or more frames decode than probed.
+
+    Errors ffmpeg reports while decoding (a damaged file: the decoder conceals
+    what it cannot read) are counted: one line is appended to ``warnings`` when
+    decoding ends, or, with ``strict``, ``InputError`` is raised at the first.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -39,7 +46,7 @@ def read_frames(
         info = probe(path, folder_fps)
     if info.is_folder:
         return _read_folder(info, batch_size)
-    return _read_video(info, batch_size)
+    return _read_video(info, batch_size, strict, warnings)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -103,7 +110,40 @@ def _fill(stream, view: memoryview) -> int:
     return got
 
 
-def _read_video(info: VideoInfo, batch_size: int) -> Iterator[np.ndarray]:
+def _decode_errors(stderr) -> list[str]:
+    """ffmpeg's error lines so far (it runs with ``-v error``: every line is one)."""
+    return [_ffmpeg.clean(line) for line in _ffmpeg.read_text(stderr).splitlines() if line.strip()]
+
+
+def decode_warning(path: Path, errors: list[str]) -> str:
+    n = len(errors)
+    return (f"{path}: ffmpeg reported {n} decoding error{'s' if n != 1 else ''} (first: {errors[0]}); "
+            f"damaged frames are restored as decoded")
+
+
+def _finish_decoding(proc: subprocess.Popen, stderr, info: VideoInfo, decoded: int, strict: bool,
+                     warnings: list[str] | None) -> None:
+    """After the last frame: ffmpeg's exit status, the frame count, the errors it reported."""
+    path = info.path
+    returncode = proc.wait()
+    if returncode != 0:
+        message = _ffmpeg.last_error(_ffmpeg.read_text(stderr))
+        raise InputError(f"{path}: decoding failed after {decoded} frames ({message})")
+    errors = _decode_errors(stderr)
+    if decoded != info.frame_count:
+        why = f" (ffmpeg: {errors[0]})" if errors else ""
+        raise InputError(
+            f"{path}: decoded {decoded} frames but the container holds {info.frame_count}{why}: "
+            f"the file is damaged"
+        )
+    if errors and strict:
+        raise InputError(f"{path}: decoding error ({errors[0]}; --strict stops on it)")
+    if errors and warnings is not None:
+        warnings.append(decode_warning(path, errors))
+
+
+def _read_video(info: VideoInfo, batch_size: int, strict: bool = False,
+                warnings: list[str] | None = None) -> Iterator[np.ndarray]:
     path = info.path
     frame_bytes = info.width * info.height * 3
     proc: subprocess.Popen | None = None
@@ -130,6 +170,10 @@ def _read_video(info: VideoInfo, batch_size: int) -> Iterator[np.ndarray]:
             batch = np.empty((batch_size, info.height, info.width, 3), dtype=np.uint8)
             got = _fill(proc.stdout, memoryview(batch).cast("B"))
             frames, partial = divmod(got, frame_bytes)
+            if strict and os.fstat(stderr.fileno()).st_size:  # ffmpeg complained: stop at once
+                where = f"in frames {decoded + 1}-{decoded + frames}" if frames else f"after frame {decoded}"
+                raise InputError(f"{path}: decoding error {where} ({_decode_errors(stderr)[0]}; "
+                                 f"--strict stops on it)")
             if partial:
                 raise InputError(f"{path}: decoding ended in the middle of frame {decoded + frames + 1}")
             decoded += frames
@@ -137,18 +181,19 @@ def _read_video(info: VideoInfo, batch_size: int) -> Iterator[np.ndarray]:
                 raise InputError(
                     f"{path}: decoded more frames than the {info.frame_count} the container holds"
                 )
+            # the last batch: finish (and check) decoding before handing it out, so that a consumer
+            # that stops after the last frame still gets every check and warning
+            last = frames < batch_size or decoded == info.frame_count
+            if last:
+                if frames == batch_size and proc.stdout.read(1):
+                    raise InputError(
+                        f"{path}: decoded more frames than the {info.frame_count} the container holds"
+                    )
+                _finish_decoding(proc, stderr, info, decoded, strict, warnings)
             if frames:
                 yield batch if frames == batch_size else batch[:frames].copy()
-            if frames < batch_size:
+            if last:
                 break
-        returncode = proc.wait()
-        if returncode != 0:
-            message = _ffmpeg.last_error(_ffmpeg.read_text(stderr))
-            raise InputError(f"{path}: decoding failed after {decoded} frames ({message})")
-        if decoded != info.frame_count:
-            raise InputError(
-                f"{path}: decoded {decoded} frames but the container holds {info.frame_count}"
-            )
     finally:
         _ffmpeg.stop(proc)
         stderr.close()

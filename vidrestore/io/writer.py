@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -100,6 +101,10 @@ def output_os_error(path: Path, exc: OSError, action: str) -> OutputError:
     """One line for an ``OSError`` met while writing ``path``."""
     if exc.errno == errno.ENOSPC:
         return OutputError(f"{path}: no space left on device while {action}")
+    if exc.errno == errno.EFBIG:
+        return OutputError(f"{path}: file size limit reached while {action} (ulimit -f or the file system's limit)")
+    if exc.errno is None and "written" in str(exc):  # a short write (numpy, ...): the disk filled up
+        return OutputError(f"{path}: no space left on device (or a file size limit reached) while {action} ({exc})")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"{path}: cannot write here while {action} ({exc.strerror})")
     return OutputError(f"{path}: failed while {action} ({exc.strerror or exc})")
@@ -477,6 +482,11 @@ class VideoWriter:
         stderr = _ffmpeg.read_text(self._stderr)
         if "no space left" in stderr.lower() or (exc is not None and exc.errno == errno.ENOSPC):
             return OutputError(f"{self.path}: no space left on device while encoding")
+        xfsz = getattr(signal, "SIGXFSZ", None)  # POSIX: ffmpeg killed for writing past `ulimit -f`
+        killed = self._proc is not None and xfsz is not None and self._proc.returncode == -xfsz
+        if killed or "file too large" in stderr.lower():
+            return OutputError(f"{self.path}: file size limit reached while encoding "
+                               f"(ulimit -f or the file system's limit)")
         if exc is not None and not isinstance(exc, BrokenPipeError) and not stderr.strip():
             return self._os_error(exc, "encoding")
         return OutputError(f"{self.path}: ffmpeg failed while encoding ({_ffmpeg.last_error(stderr)})")

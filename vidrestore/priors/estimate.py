@@ -81,7 +81,9 @@ def read_config(location: str | Path, name: str, offline: bool) -> dict | None:
 def latent_network_cost(unet_config: dict, vae_config: dict, height: int, width: int, dtype: torch.dtype,
                         micro_batch: int, sdxl: bool, vae_dtype: torch.dtype | None = None) -> NetworkCost:
     from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.utils import logging as diffusers_logging
 
+    diffusers_logging.set_verbosity_error()  # `.to(dtype)` warns of float32 modules (there are none) on every run
     vae_dtype = vae_dtype or dtype
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config).to(dtype)
@@ -108,7 +110,9 @@ def latent_network_cost(unet_config: dict, vae_config: dict, height: int, width:
 def pixel_network_cost(unet_config: dict, height: int, width: int, dtype: torch.dtype,
                        micro_batch: int) -> NetworkCost:
     from diffusers import UNet2DModel
+    from diffusers.utils import logging as diffusers_logging
 
+    diffusers_logging.set_verbosity_error()  # `.to(dtype)` warns of float32 modules (there are none) on every run
     with torch.device("meta"):
         unet = UNet2DModel.from_config(unet_config).to(dtype)
     multiple = 2 ** (len(unet.config.block_out_channels) - 1)

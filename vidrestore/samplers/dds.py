@@ -35,7 +35,7 @@ def dds_sample(
     frames: Sequence[int],
     eta: float = 0.15,
     cg_iterations: int = 5,
-    gamma: float = 0.0,
+    gamma: float | Callable[[float], float] = 0.0,
     x_init: torch.Tensor | None = None,
     callback: StepCallback | None = None,
     guidance: GuidanceHook | None = None,
@@ -47,6 +47,8 @@ def dds_sample(
     (`space.initial`: a partial pixel schedule, a latent inversion / noised start).
     `guidance` (e.g. `EquivarianceGuidance`) maps x̂0 ([0, 1]) to a guided x̂0 at
     every step, before the data-consistency step; None (default) = off.
+    `gamma` is DDS's proximal weight, a number or a function of the step's ᾱ_t (a weight that follows
+    the measurement noise, `vidrestore.operators.noise.proximal_weight`).
     """
     if len(timesteps) == 0:
         raise ValueError("dds_sample needs at least one timestep")
@@ -65,7 +67,8 @@ def dds_sample(
         if guidance is not None:  # e.g. equivariance self-guidance, on x̂0 before CG
             x0 = guidance(x0, i, t)
         # data consistency (DDS, SVI eq. 10): CG on (AᵀA + γI) x = Aᵀy + γ x̂0 over the whole clip, from x̂0
-        x = conjugate_gradient(operator.normal, aty + gamma * x0, x0, cg_iterations, gamma=gamma)
+        g = gamma(float(alphas[t])) if callable(gamma) else gamma  # a weight that follows the noise level
+        x = conjugate_gradient(operator.normal, aty + g * x0, x0, cg_iterations, gamma=g)
         if callback is not None:
             callback(i, t)
         if i + 1 == len(timesteps):

@@ -7,5 +7,6 @@ from vidrestore.tasks import superres  # noqa: E402,F401,I001 - registers; the o
 from vidrestore.tasks import inpaint  # noqa: E402,F401,I001
 from vidrestore.tasks import deblur  # noqa: E402,F401,I001
 from vidrestore.tasks import interpolate  # noqa: E402,F401,I001
+from vidrestore.tasks import denoise  # noqa: E402,F401,I001
 
 __all__ = ["Degradation", "Task", "TaskOption", "get_task", "register", "task_names", "unregister"]

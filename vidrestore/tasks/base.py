@@ -14,7 +14,7 @@ input's geometry and the name of the input (for messages).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,17 +25,23 @@ import torch
 from vidrestore import operators as ops
 from vidrestore.errors import UsageError
 
+#: `sigma_y` value that asks for the noise level to be estimated from the input
+AUTO = "auto"
+
 
 @dataclass(frozen=True)
 class Degradation:
-    """Options every task has: the measurement model y = A x + n (n Gaussian with std `sigma_y`)."""
+    """Options every task has: the measurement model y = A x + n (n Gaussian with std `sigma_y`).
 
-    sigma_y: float = 0.0           # measurement noise std in [0, 1] units
+    `sigma_y` is a number in [0, 1] units, or "auto" (the default): the run estimates it from the input
+    (`vidrestore.operators.noise.estimate_sigma`); a clean 8-bit input estimates to 0.
+    """
+
+    sigma_y: float | str = AUTO    # measurement noise std in [0, 1] units, or "auto"
 
     def validate(self) -> None:
         """Value ranges (raise UsageError); called for every resolved config."""
-        if not math.isfinite(self.sigma_y) or self.sigma_y < 0:
-            raise UsageError(f"degradation.sigma_y must be a finite non-negative number, got {self.sigma_y}")
+        check_noise_level("degradation.sigma_y", self.sigma_y)
 
     def check_complete(self) -> None:
         """What a run needs that no default gives (e.g. deblur's kernel); called before a run or evaluate."""
@@ -43,6 +49,23 @@ class Degradation:
     def input_files(self) -> list[str]:
         """Files the options name whose content changes the result (a resumed run checks they did not change)."""
         return []
+
+    @property
+    def noise_level(self) -> float | str:
+        """The input's noise std as the options give it: a number, or AUTO (estimate it from the input)."""
+        return self.sigma_y
+
+    def with_noise_level(self, sigma: float) -> "Degradation":
+        """These options with the noise std resolved to the number `sigma` (after an AUTO estimate)."""
+        return replace(self, sigma_y=float(sigma))
+
+
+def check_noise_level(key: str, value: float | str | None) -> None:
+    """UsageError unless `value` is AUTO or a finite non-negative number (None: not given)."""
+    if value is None or value == AUTO:
+        return
+    if isinstance(value, str) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise UsageError(f"{key} must be {AUTO!r} or a finite non-negative number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,11 @@ class Task:
         """What of the input is a measurement (the data-consistency residual is taken against it)."""
         return y
 
+    def start_timestep(self, sigma_y: float, alphas_cumprod: torch.Tensor) -> int | None:
+        """Where a pixel prior's partial schedule starts for input noise `sigma_y` (resolved, [0, 1] units);
+        None (default): `sampler.start_t` as configured."""
+        return None
+
     # ------------------------------------------------------------------ evaluate hooks
 
     @classmethod
@@ -163,10 +191,11 @@ class Task:
 
     def degrade(self, truth: torch.Tensor, operator: ops.LinearOperator, generator: torch.Generator
                 ) -> torch.Tensor:
-        """y = A x + n of a reference (before 8-bit rounding); the noise follows `sigma_y`."""
+        """y = A x + n of a reference (before 8-bit rounding); the noise follows `noise_level` (AUTO: none)."""
         y = operator.A(truth)
-        if self.options.sigma_y > 0:
-            y = y + self.options.sigma_y * torch.randn(y.shape, generator=generator)
+        sigma = self.options.noise_level
+        if sigma != AUTO and sigma > 0:  # AUTO adds nothing: the solvers estimate what the input has
+            y = y + sigma * torch.randn(y.shape, generator=generator)
         return y
 
     def unknown(self, operator: ops.LinearOperator, frames: int, height: int, width: int) -> torch.Tensor | None:
@@ -187,7 +216,7 @@ class Task:
         """The degradation in a report: the task's command-line options that are set, and the noise."""
         keys = [o.field for o in self.cli_options] + ["sigma_y"]
         return {k: (list(v) if isinstance(v, tuple) else v) for k in keys
-                if (v := getattr(self.options, k)) not in (None, (), 0)}
+                if (v := getattr(self.options, k)) not in (None, (), 0, AUTO)}
 
 
 # ----------------------------------------------------------------------------- registry

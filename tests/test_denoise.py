@@ -1,0 +1,190 @@
+"""The noise model (`--sigma-y auto|VALUE`), its estimate, and the `denoise` task through the CLI and `evaluate`."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
+from vidrestore.cli import app
+from vidrestore.config import RunConfig, resolve_config
+from vidrestore.errors import UsageError
+from vidrestore.io import quantize
+from vidrestore.operators.noise import estimate_sigma, proximal_weight, timestep_for_sigma
+from vidrestore.solve import noise_gamma
+from vidrestore.tasks import get_task
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def noisy(clip: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    return quantize(clip + sigma * torch.randn(clip.shape, generator=torch.Generator().manual_seed(seed)))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("denoise")
+    truth = quantize(smooth_clip(5, 32, 40, seed=2))
+    write_clip(d / "truth.mkv", truth)
+    write_clip(d / "noisy.mkv", noisy(truth, 0.06))
+    save_tiny_model(d / "tiny")
+    return d
+
+
+# ----------------------------------------------------------------------------- the estimate
+
+@pytest.mark.parametrize("sigma", [5 / 255, 10 / 255, 25 / 255])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_estimate_is_within_15_percent_of_known_noise(sigma, seed):
+    clip = smooth_clip(8, 48, 48, seed=seed)
+    estimate, channels = estimate_sigma(noisy(clip, sigma, seed))
+    assert abs(estimate - sigma) < 0.15 * sigma, (estimate * 255, sigma * 255)
+    assert len(channels) == 3 and all(abs(c - sigma) < 0.2 * sigma for c in channels)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_clean_8_bit_clip_estimates_to_zero(seed):
+    for shape in ((5, 16, 24), (8, 48, 64)):
+        assert estimate_sigma(quantize(smooth_clip(*shape, seed=seed))) == (0.0, [0.0, 0.0, 0.0])
+
+
+def test_the_weight_follows_the_noise_and_the_timestep():
+    assert proximal_weight(0.0, 0.5) == 0.0
+    low, high = proximal_weight(0.04, 0.99), proximal_weight(0.04, 0.5)
+    assert low > high > 0  # late (low-noise) steps trust the prior more
+    assert proximal_weight(0.08, 0.5) == pytest.approx(4 * high)
+    alphas = torch.linspace(0.9999, 0.01, 1000)
+    t = timestep_for_sigma(alphas, 0.05, 2.0)
+    sigma_t = ((1 - alphas) / (4 * alphas)).sqrt()
+    assert sigma_t[t] >= 0.1 > sigma_t[t - 1]
+
+
+# ----------------------------------------------------------------------------- the config
+
+def test_sigma_y_is_auto_by_default_and_round_trips():
+    cfg = resolve_config("superres")
+    assert cfg.degradation.sigma_y == "auto"
+    assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    for value, expected in (("0.02", 0.02), (0.02, 0.02), (0, 0.0), ("auto", "auto")):
+        cfg = resolve_config("deblur", flags={"degradation.sigma_y": value})
+        assert cfg.degradation.sigma_y == expected
+        assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    assert resolve_config("deblur", sets=["degradation.sigma_y=auto"]).degradation.sigma_y == "auto"
+    for bad in ("loud", "-0.1", "nan", "inf", True):
+        with pytest.raises(UsageError, match="degradation.sigma_y must be 'auto' or a finite non-negative"):
+            resolve_config("deblur", flags={"degradation.sigma_y": bad})
+
+
+def test_sigma_zero_keeps_exact_data_consistency():
+    assert noise_gamma(resolve_config("deblur", flags={"degradation.sigma_y": 0})) == 0.0
+    assert noise_gamma(resolve_config("deblur")) == 0.0  # "auto" not resolved: exact, as before
+    gamma = noise_gamma(resolve_config("deblur", flags={"degradation.sigma_y": 0.02}))
+    assert callable(gamma) and gamma(0.99) > gamma(0.5) > 0
+
+
+def test_denoise_options():
+    cfg = resolve_config("denoise", flags={"degradation.sigma": "0.04"})
+    assert cfg.degradation.noise_level == 0.04 and cfg.degradation.sigma_y == "auto"
+    assert resolve_config("denoise", flags={"degradation.sigma_y": 0.04}).degradation.noise_level == 0.04
+    assert resolve_config("denoise").degradation.noise_level == "auto"
+    resolved = cfg.degradation.with_noise_level(0.05)
+    assert resolved.noise_level == 0.05 and resolved.sigma is None
+    with pytest.raises(UsageError, match="disagree"):
+        resolve_config("denoise", flags={"degradation.sigma": 0.04, "degradation.sigma_y": 0.02})
+    with pytest.raises(UsageError, match="degradation.sigma must be below 1"):
+        resolve_config("denoise", flags={"degradation.sigma": 2})
+    with pytest.raises(UsageError, match="degradation.start_scale"):
+        resolve_config("denoise", sets=["degradation.start_scale=-1"])
+    task = get_task("denoise")(resolve_config("denoise", "denoise").degradation, 16, 16, 4)
+    alphas = torch.linspace(0.9999, 0.01, 1000)
+    assert task.start_timestep(0.0, alphas) is None  # nothing to remove: the preset's start
+    assert 1 <= task.start_timestep(0.04, alphas) < task.start_timestep(0.1, alphas) < 1000
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+def metrics_of(out):
+    return json.loads(out.with_name(out.name + ".metrics.json").read_text())
+
+
+def test_sigma_y_auto_and_value_through_the_cli(files, tmp_path):
+    common = ["-x", 2, "--model", files / "tiny", "--steps", 2, "--quiet", "--seed", 1]
+    runs = {}
+    for name, extra in (("default", []), ("auto", ["--sigma-y", "auto"]), ("zero", ["--sigma-y", "0"])):
+        out = tmp_path / f"{name}.mkv"
+        result = run("superres", files / "truth.mkv", "-o", out, *common, *extra)
+        assert result.exit_code == 0, result.output
+        runs[name] = read_clip(out)
+        m = metrics_of(out)
+        assert m["sigma_y"] == 0 and m["sigma_y_estimated"] == (name != "zero")
+    # a clean input estimates to 0: the results are those of --sigma-y 0, bit for bit
+    assert torch.equal(runs["default"], runs["zero"]) and torch.equal(runs["auto"], runs["zero"])
+    out = tmp_path / "noisy.mkv"
+    result = run("deblur", files / "noisy.mkv", "--kernel", "gaussian:1", "-o", out, "--model", files / "tiny",
+                 "--steps", 2, "--quiet")
+    assert result.exit_code == 0, result.output
+    m = metrics_of(out)
+    assert m["sigma_y_estimated"] and abs(m["sigma_y"] - 0.06) < 0.15 * 0.06 and len(m["sigma_y_channels"]) == 3
+    result = run("deblur", files / "noisy.mkv", "--kernel", "gaussian:1", "-o", tmp_path / "v.mkv", "--model",
+                 files / "tiny", "--steps", 2, "--quiet", "--sigma-y", "0.03")
+    assert result.exit_code == 0 and metrics_of(tmp_path / "v.mkv")["sigma_y"] == 0.03
+    for bad in ("loud", "-1"):
+        result = run("superres", files / "truth.mkv", "-o", tmp_path / "bad.mkv", "--model", "none",
+                     "--sigma-y", bad)
+        assert result.exit_code == 2 and "degradation.sigma_y must be 'auto'" in result.stderr
+        assert "Traceback" not in result.output
+
+
+def test_denoise_through_the_cli(files, tmp_path):
+    base = ["--model", files / "tiny", "--steps", 2, "--quiet"]
+    out = tmp_path / "auto.mkv"
+    result = run("denoise", files / "noisy.mkv", "-o", out, *base)
+    assert result.exit_code == 0, result.output
+    m = metrics_of(out)
+    assert m["task"] == "denoise" and m["sigma_y_estimated"] and abs(m["sigma_y"] - 0.06) < 0.009
+    assert read_clip(out).shape == read_clip(files / "noisy.mkv").shape
+    for name, extra in (("sigma", ["--sigma", "0.05"]), ("sigma_y", ["--sigma-y", "0.05"]),
+                        ("fast", ["--sigma", "0.05", "--preset", "denoise-fast"])):
+        path = tmp_path / f"{name}.mkv"
+        result = run("denoise", files / "noisy.mkv", "-o", path, *base, *extra)
+        assert result.exit_code == 0, result.output
+        assert metrics_of(path)["sigma_y"] == 0.05 and not metrics_of(path)["sigma_y_estimated"]
+    assert torch.equal(read_clip(tmp_path / "sigma.mkv"), read_clip(tmp_path / "sigma_y.mkv"))
+    config = json.loads((tmp_path / "fast.mkv.config.json").read_text())
+    assert config["preset"] == "denoise-fast" and config["degradation"]["sigma"] == 0.05
+    result = run("denoise", files / "noisy.mkv", "-o", tmp_path / "x.mkv", "--sigma", "0.05", "--sigma-y", "0.02",
+                 "--model", "none")
+    assert result.exit_code == 2 and "disagree" in result.stderr
+    result = run("denoise", files / "noisy.mkv", "-o", tmp_path / "y.mkv", "--sigma", "much", "--model", "none")
+    assert result.exit_code == 2 and "degradation.sigma must be 'auto'" in result.stderr
+    # --sigma 0: nothing to remove, the input comes back
+    result = run("denoise", files / "truth.mkv", "-o", tmp_path / "z.mkv", "--sigma", "0", *base)
+    assert result.exit_code == 0, result.output
+    assert torch.equal(read_clip(tmp_path / "z.mkv"), read_clip(files / "truth.mkv"))
+
+
+def test_evaluate_denoise_with_the_baselines(files, tmp_path):
+    pytest.importorskip("bm3d")
+    out = tmp_path / "report"
+    result = run("evaluate", files / "truth.mkv", "--task", "denoise", "--sigma", "0.06", "--model", files / "tiny",
+                 "--set", "sampler.steps=2", "--variant", "auto:preset=denoise-fast,degradation.sigma=auto",
+                 "-o", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["methods"]) == {"input", "bm3d", "nlm", "initial", "none", "denoise", "auto"}
+    assert report["degradation"] == {"sigma": 0.06}
+    truth, y = read_clip(out / "reference.mkv"), read_clip(out / "input.mkv")
+    assert 0.045 < float((y - truth).std()) < 0.07  # seeded noise of σ 0.06, clipped at 0 and 1
+    rows = report["methods"]
+    assert rows["bm3d"]["psnr"] > rows["input"]["psnr"] + 3 and rows["nlm"]["psnr"] > rows["input"]["psnr"] + 3
+    auto = json.loads((out / "runs" / "auto" / "output.mkv.metrics.json").read_text())
+    assert auto["sigma_y_estimated"] and abs(auto["sigma_y"] - 0.06) < 0.15 * 0.06
+    told = json.loads((out / "runs" / "denoise" / "output.mkv.metrics.json").read_text())
+    assert told["sigma_y"] == 0.06 and not told["sigma_y_estimated"]
+    result = run("evaluate", files / "truth.mkv", "--task", "denoise", "--sigma", "0.06", "--methods", "wiener",
+                 "-o", tmp_path / "r2", "--quiet")
+    assert result.exit_code == 2 and "unknown method 'wiener'" in result.stderr
