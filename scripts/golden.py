@@ -3,7 +3,8 @@
     python scripts/golden.py check            # compare with tests/golden/golden.json (exit 1 on a difference)
     python scripts/golden.py record           # rewrite tests/golden/golden.json (say why in the commit)
 
-Each preset (and each variant in VARIANTS, for branches no preset takes) runs through the CLI on a tiny synthetic clip with 2–3 sampling
+Each preset (and each variant in VARIANTS, for branches no preset takes) runs through the CLI on a tiny synthetic clip
+(clean, or with seeded noise for the variants that name the `noisy` clip) with 2–3 sampling
 steps: pixel presets with the embedded model, `-sd` / `-sdxl` presets with a
 tiny randomly initialised latent pipeline built from configs (seeded, nothing
 downloaded). The output is a folder of PNG frames (lossless), hashed after
@@ -36,6 +37,7 @@ TASK_ARGS = {
     "inpaint": ["--box", "4,4,8,6"],
     "deblur": ["--kernel", "gaussian:1", "--temporal", "uniform:3"],
     "interpolate": ["-x", "2"],
+    "denoise": ["--sigma", "0.05"],
 }
 #: schedule overrides that keep each run to 2–3 network evaluations per frame (latent: 7 steps over the
 #: whole range, of which the three at t <= 300 are sampled)
@@ -52,7 +54,12 @@ VARIANTS = {
     "superres-sd+warped": ("superres-sd", ["--noise", "warped", "--set", "guidance.equivariance=0.5"]),
     "superres-sd+noised": ("superres-sd", ["--set", "latent.init=noised"]),
     "deblur-sd+noise": ("deblur-sd", ["--set", "latent.init=noise", "--set", "sampler.steps=3"]),
+    # the noise level estimated from a noisy input (σ 0.05) and solved with (--sigma-y auto is the default)
+    "denoise+auto": ("denoise", ["--sigma", "auto"], "noisy"),
+    "deblur+auto": ("deblur", ["--sigma-y", "auto"], "noisy"),
 }
+#: standard deviation of the seeded Gaussian noise on the `noisy` clip
+NOISY_SIGMA = 0.05
 
 
 def runs() -> list[str]:
@@ -65,6 +72,16 @@ def clip(folder: Path) -> Path:
     from helpers import smooth_clip, write_clip
 
     return write_clip(folder / "clip.mkv", smooth_clip(frames=5, height=16, width=24, seed=1))
+
+
+def noisy_clip(folder: Path) -> Path:
+    from vidrestore.io import quantize
+
+    from helpers import smooth_clip, write_clip
+
+    clean = smooth_clip(frames=5, height=16, width=24, seed=1)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(5))
+    return write_clip(folder / "noisy.mkv", quantize(clean + NOISY_SIGMA * noise))
 
 
 def latent_model(folder: Path, kind: str) -> Path:
@@ -82,7 +99,9 @@ def run_preset(name: str, folder: Path, source: Path) -> list[np.ndarray]:
     from vidrestore.cli import app
     from vidrestore.io import read_frames
 
-    preset, extra = VARIANTS.get(name, (name, []))
+    preset, extra, *clip_name = VARIANTS.get(name, (name, []))
+    if clip_name == ["noisy"]:
+        source = noisy_clip(folder)
     task = preset.split("-")[0]
     kind = preset.rsplit("-", 1)[-1]
     args = [task, str(source), "-o", str(folder / name), "--preset", preset, "--seed", "3", "--quiet",

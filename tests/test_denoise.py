@@ -3,9 +3,10 @@ import json
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 from vidrestore.cli import app
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import UsageError
@@ -13,6 +14,8 @@ from vidrestore.io import quantize
 from vidrestore.operators.noise import estimate_sigma, proximal_weight, timestep_for_sigma
 from vidrestore.solve import noise_gamma
 from vidrestore.tasks import get_task
+
+from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 
 runner = CliRunner()
 
@@ -74,9 +77,11 @@ def test_sigma_y_is_auto_by_default_and_round_trips():
         assert cfg.degradation.sigma_y == expected
         assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
     assert resolve_config("deblur", sets=["degradation.sigma_y=auto"]).degradation.sigma_y == "auto"
-    for bad in ("loud", "-0.1", "nan", "inf", True):
+    for bad in ("loud", "-0.1", "nan", "inf"):
         with pytest.raises(UsageError, match="degradation.sigma_y must be 'auto' or a finite non-negative"):
             resolve_config("deblur", flags={"degradation.sigma_y": bad})
+    with pytest.raises(UsageError, match="degradation.sigma_y: expected a number or a word"):
+        resolve_config("deblur", flags={"degradation.sigma_y": True})
 
 
 def test_sigma_zero_keeps_exact_data_consistency():
@@ -188,3 +193,24 @@ def test_evaluate_denoise_with_the_baselines(files, tmp_path):
     result = run("evaluate", files / "truth.mkv", "--task", "denoise", "--sigma", "0.06", "--methods", "wiener",
                  "-o", tmp_path / "r2", "--quiet")
     assert result.exit_code == 2 and "unknown method 'wiener'" in result.stderr
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(task=st.sampled_from(["denoise", "superres", "deblur"]),
+       options=st.lists(st.tuples(st.sampled_from(["--sigma", "--sigma-y", "--set"]),
+                                  st.one_of(st.sampled_from(["auto", "0", "0.05", "1", "-0.1", "nan", "inf", "1e9",
+                                                             "AUTO", "", "degradation.sigma_y=auto",
+                                                             "degradation.start_scale=x", "degradation.sigma=[1]"]),
+                                            st.text(max_size=8))), max_size=3))
+def test_random_noise_options_never_show_a_traceback(files, tmp_path_factory, task, options):
+    d = tmp_path_factory.mktemp("fuzz")
+    args = [task, files / "noisy.mkv", "-o", d / "out.mkv", "--model", "none", "--quiet"]
+    args += ["--kernel", "gaussian:1"] if task == "deblur" else []
+    for option, value in options:
+        if option == "--sigma" and task != "denoise":
+            continue
+        args += [option, value]
+    result = run(*args)
+    assert result.exit_code in (0, 2), (args, result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert (d / "out.mkv").exists() == (result.exit_code == 0)

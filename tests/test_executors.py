@@ -11,15 +11,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 from vidrestore.cli import app
 from vidrestore.config import resolve_config
 from vidrestore.errors import UsageError
 from vidrestore.executors import WindowJob, WorkerError, run_ordered
 from vidrestore.executors.base import ExecutorStats, Failed, WorkerDied
 from vidrestore.io import read_frames
-from vidrestore.tasks import get_task
+from vidrestore.tasks import Task, get_task, register, unregister
 from vidrestore.windows import plan_windows
+
+from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 
 runner = CliRunner()
 
@@ -99,14 +100,75 @@ def test_an_error_inside_a_worker_is_raised_as_itself():
         list(run_ordered(Raising(1), jobs(2), ExecutorStats("fake", 1), retries=1))
 
 
-def test_workers_give_the_same_frames_as_one_process(clip_dir, tmp_path):
-    local, m_local = restore(clip_dir, tmp_path / "local.mkv")
-    workers, m_workers = restore(clip_dir, tmp_path / "workers.mkv", "--workers", "2")
-    # on the CPU a worker has cores/2 threads: float sums in another order, at most one 8-bit level apart
+TASKS = {
+    "superres": ["-x", "2"],
+    "inpaint": ["--box", "4,3,8,6"],
+    "deblur": ["--kernel", "gaussian:1", "--temporal", "uniform:3"],
+    "interpolate": ["-x", "2", "--preset", "interpolate-diffusion"],
+}
+
+
+def run_task(clip_dir, task, out, *extra):
+    result = runner.invoke(app, [task, str(clip_dir / "in.mkv"), *TASKS[task], "--model", str(clip_dir / "tiny"),
+                                 "--steps", "2", "--chunk", "4", "--overlap", "1", "--device", "cpu", "-o", str(out),
+                                 "--quiet", "--seed", "5", *extra])
+    assert result.exit_code == 0, result.output
+    return read_clip(out), json.loads(out.with_name(out.name + ".metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_every_task_gives_the_same_frames_in_process_in_workers_and_on_ray(clip_dir, tmp_path, task, ray_local):
+    # one thread per process everywhere: float sums in the same order, so bit-equal frames
+    local, m_local = run_task(clip_dir, task, tmp_path / "local.mkv", "--set", "runtime.threads=1")
+    workers, m_workers = run_task(clip_dir, task, tmp_path / "workers.mkv", "--workers", "2", "--set",
+                                  "runtime.threads=1")
+    on_ray, m_ray = run_task(clip_dir, task, tmp_path / "ray.mkv", "--ray", "auto", "--workers", "2", "--set",
+                             "runtime.threads=1")
+    assert torch.equal(local, workers) and torch.equal(local, on_ray)
+    assert (m_local["executor"], m_workers["executor"], m_ray["executor"]) == ("local", "workers", "ray")
+    assert m_workers["workers"] == m_ray["workers"] == 2 and m_local["windows"] > 1
+    assert m_local["network_evaluations"] == m_workers["network_evaluations"] == m_ray["network_evaluations"]
+
+
+def test_default_threads_differ_by_float_rounding_only(clip_dir, tmp_path):
+    local, _ = restore(clip_dir, tmp_path / "local.mkv")
+    workers, _ = restore(clip_dir, tmp_path / "workers.mkv", "--workers", "2")
+    # all cores in process, cores/2 per worker: sums in another order, at most one 8-bit level apart
     assert (local - workers).abs().max() <= 1 / 255 + 1e-6 and (local != workers).float().mean() < 0.01
-    assert m_local["executor"] == "local" and m_workers["executor"] == "workers" and m_workers["workers"] == 2
-    assert m_workers["network_evaluations"] == m_local["network_evaluations"]
-    assert m_workers["windows_retried"] == []
+
+
+class Crash(Task):
+    """A task whose every window kills the process solving it (a worker lost mid-window, every time)."""
+
+    name = "crash"
+    help = "Kill the worker."
+
+    def operator(self, streams=None):
+        os._exit(9)
+
+
+def test_a_window_that_fails_every_try_gives_one_line_and_no_output(clip_dir, tmp_path):
+    from vidrestore.cli import build_app
+
+    register(Crash)
+    try:
+        out = tmp_path / "out.mkv"
+        result = CliRunner().invoke(build_app(), ["crash", str(clip_dir / "in.mkv"), "--model", "none", "--workers",
+                                                  "1", "--set", "runtime.retries=1", "-o", str(out), "--quiet"])
+    finally:
+        unregister("crash")
+    assert result.exit_code == 8, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["vidrestore: error: window 0: its worker died 2 times (exit code 9); giving up"]
+    assert not out.exists() and not list(tmp_path.glob(".out.mkv*"))
 
 
 def _expected(cfg, task, window_jobs, threads):
@@ -130,18 +192,19 @@ def _window_jobs(clip_dir, cfg):
 
 
 def test_killing_a_worker_process_costs_only_its_window(clip_dir):
-    from vidrestore.executors.processes import ProcessExecutor, cpu_threads
+    from vidrestore.executors.processes import ProcessExecutor
 
-    cfg = resolve_config("superres", flags={"model": str(clip_dir / "tiny"), "sampler.steps": 2, "runtime.chunk": 3,
+    cfg = resolve_config("superres", flags={"model": str(clip_dir / "tiny"), "sampler.steps": 2, "runtime.chunk": 2,
                                             "runtime.overlap": 1, "runtime.device": "cpu",
-                                            "degradation.scale": 2})
+                                            "runtime.threads": 1, "degradation.scale": 2})
     task, window_jobs = _window_jobs(clip_dir, cfg)
-    expected = _expected(cfg, task, window_jobs, cpu_threads(2))
+    expected = _expected(cfg, task, window_jobs, 1)
     executor = ProcessExecutor(cfg, task, 2, (32, 48))
     try:
         results = executor.solve(window_jobs)
-        first = next(results)  # both workers are busy with the next windows now
-        os.kill(executor.pool.pid(0), signal.SIGKILL)
+        first = next(results)  # the workers are busy with the next windows now
+        busy = next(int(w) for w, state in executor.stats.state.items() if state != "idle")
+        os.kill(executor.pool.pid(busy), signal.SIGKILL)
         got = [first.x] + [s.x for s in results]
     finally:
         executor.close()
@@ -157,29 +220,22 @@ def test_ray_is_optional_with_a_one_line_hint(monkeypatch):
         import_ray()
 
 
-def test_ray_actors_give_the_same_frames_and_survive_a_killed_actor(clip_dir, tmp_path):
-    ray = pytest.importorskip("ray")
-    from vidrestore.executors.processes import cpu_threads
+def test_ray_actors_survive_a_killed_actor(clip_dir, ray_local):
+    ray = ray_local
     from vidrestore.executors.ray import RayExecutor
 
-    cfg = resolve_config("superres", flags={"model": str(clip_dir / "tiny"), "sampler.steps": 2, "runtime.chunk": 3,
+    cfg = resolve_config("superres", flags={"model": str(clip_dir / "tiny"), "sampler.steps": 2, "runtime.chunk": 2,
                                             "runtime.overlap": 1, "runtime.device": "cpu", "runtime.ray": "local",
-                                            "runtime.workers": 2, "degradation.scale": 2})
+                                            "runtime.workers": 2, "runtime.threads": 1, "degradation.scale": 2})
     task, window_jobs = _window_jobs(clip_dir, cfg)
-    expected = _expected(cfg, task, window_jobs, cpu_threads(2))  # a local cluster has this machine's CPUs
-    try:
-        executor = RayExecutor(cfg, task, (32, 48))
-        pid = ray.get(executor.pool.actors[0].pid.remote())
-        results = executor.solve(window_jobs)
-        first = next(results)
-        os.kill(pid, signal.SIGKILL)
-        got = [first.x] + [s.x for s in results]
-        executor.close()
-        assert all(torch.equal(a, b) for a, b in zip(got, expected)) and len(got) == len(expected)
-        assert executor.stats.worker_deaths == 1
-        # and through the CLI, joining the running instance
-        workers, _ = restore(clip_dir, tmp_path / "workers.mkv", "--workers", "2")
-        on_ray, metrics = restore(clip_dir, tmp_path / "ray.mkv", "--ray", "auto", "--workers", "2")
-        assert torch.equal(workers, on_ray) and metrics["executor"] == "ray" and metrics["workers"] == 2
-    finally:
-        ray.shutdown()
+    expected = _expected(cfg, task, window_jobs, 1)
+    executor = RayExecutor(cfg, task, (32, 48))
+    pids = ray.get([actor.pid.remote() for actor in executor.pool.actors])
+    results = executor.solve(window_jobs)
+    first = next(results)
+    busy = next(int(w) for w, state in executor.stats.state.items() if state != "idle")
+    os.kill(pids[busy], signal.SIGKILL)
+    got = [first.x] + [s.x for s in results]
+    executor.close()
+    assert all(torch.equal(a, b) for a, b in zip(got, expected)) and len(got) == len(expected)
+    assert executor.stats.worker_deaths == 1

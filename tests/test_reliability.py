@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 from vidrestore.cli import app
+
+from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 
 runner = CliRunner()
 
@@ -184,3 +185,298 @@ def test_variable_rate_and_deep_inputs_are_handled_with_a_warning(tmp_path):
 
     assert probe(tmp_path / "vfr_out.mkv").frame_count == 20  # every frame kept, at the average rate
     assert probe(tmp_path / "vfr_mkv_out.mkv").notes == ()  # what vidrestore writes is constant-rate
+
+
+# ------------------------------------------------------------- issue 25: the holes a hostile tester found
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """vidrestore.cli.main as the console script runs it: (exit code, stdout, stderr)."""
+    from vidrestore.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+USAGE = [  # (arguments, what click/typer's own message names)
+    (["superres", "{clip}", "-x", "two"], "'-x'"),
+    (["superres", "{clip}", "-x", "2.5"], "'-x'"),
+    (["superres", "{clip}", "--bogus"], "--bogus"),
+    (["superres"], "Missing argument"),
+    (["superres", "{clip}", "--chunk"], "--chunk"),
+    (["nosuchtask", "{clip}"], "nosuchtask"),
+    (["evaluate", "{clip}", "--task", "superres", "--frames", "many"], "'--frames'"),
+]
+
+
+@pytest.mark.parametrize("args, names", USAGE, ids=[" ".join(a[2:] or a) for a, _ in USAGE])
+def test_usage_errors_exit_2_with_one_line_naming_the_option(files, capsys, args, names):
+    code, _, err = _main(capsys, *[a.replace("{clip}", str(files / "good.mkv")) for a in args])
+    assert code == 2, err
+    assert err.startswith("vidrestore: error: ") and names in err and "internal error" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_bare_vidrestore_shows_the_help_and_exits_2(capsys):
+    code, out, err = _main(capsys)
+    assert code == 2 and "superres" in out + err and "internal error" not in err
+
+
+def test_usage_errors_through_the_console_script(files, tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for args, names in ((["-x", "two"], "'-x'"), (["--bogus"], "--bogus")):
+        proc = subprocess.run([sys.executable, "-m", "vidrestore.cli", "superres", str(files / "good.mkv"), *args,
+                               "-o", str(tmp_path / "out.mkv")], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert proc.returncode == 2 and names in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = subprocess.run([sys.executable, "-m", "vidrestore.cli"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "Usage" in proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _dry_run_config(*args) -> dict:
+    import json
+
+    result = run(*args, "--dry-run", "--quiet")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["config"]
+
+
+def test_set_and_preset_keys_win_over_task_options_the_user_did_not_type(files, tmp_path):
+    clip = files / "good.mkv"
+    assert _dry_run_config("superres", clip, "--set", "degradation.scale=2")["degradation"]["scale"] == 2
+    assert _dry_run_config("interpolate", clip, "--set", "degradation.factor=4")["degradation"]["factor"] == 4
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("degradation:\n  scale: 3\n")
+    assert _dry_run_config("superres", clip, "--preset", preset)["degradation"]["scale"] == 3
+    # what the user typed wins over both; what nobody gave is the task's default
+    assert _dry_run_config("superres", clip, "--preset", preset, "-x", 8)["degradation"]["scale"] == 8
+    assert _dry_run_config("superres", clip, "--set", "degradation.scale=2", "-x", 8)["degradation"]["scale"] == 8
+    assert _dry_run_config("superres", clip)["degradation"]["scale"] == 4
+
+
+@pytest.mark.parametrize("key, bad", [
+    ("sampler.cg_iterations", -3), ("sampler.cg_iterations", 0), ("sampler.start_t", 5000), ("sampler.start_t", 0),
+    ("sampler.steps", 0), ("latent.inversion_t", 1001), ("runtime.micro_batch", 0), ("runtime.chunk", 0),
+    ("runtime.overlap", -1), ("io.crf", 52), ("io.fps", 0), ("io.fps", ".nan"), ("sampler.warp_correlation", 1.5),
+    ("guidance.flow_updates", -1), ("guidance.equivariance", 3), ("runtime.seed", -1), ("runtime.tile", 8),
+    ("runtime.workers", -1), ("sampler.gamma", ".inf"),
+])
+def test_out_of_range_values_are_usage_errors_naming_the_key(files, tmp_path, key, bad):
+    result = run("superres", files / "good.mkv", "-o", tmp_path / "out.mkv", "--model", "none",
+                 "--set", f"{key}={bad}")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"vidrestore: error: {key} must be ") and len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_metrics_path_is_found_before_any_work(files, tmp_path):
+    out = tmp_path / "out.mkv"
+    for metrics in (tmp_path / "no" / "such" / "m.json", tmp_path):
+        result = run("superres", files / "good.mkv", "-x", 2, "-o", out, "--model", "none",
+                     "--metrics", metrics)
+        assert result.exit_code == 4, result.output
+        assert str(metrics) in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert list(tmp_path.iterdir()) == []  # no output committed, no config.json, no work folder
+
+
+def test_the_current_folder_or_an_empty_path_is_never_an_output(files, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.png").write_bytes(b"mine")
+    monkeypatch.chdir(work)
+    for target in (".", "", "..", str(work)):
+        result = run("superres", files / "good.mkv", "-x", 2, "-o", target, "--overwrite", "--model", "none")
+        assert result.exit_code == 2, (target, result.output)
+        assert result.stderr.startswith("vidrestore: error: -o ") and len(result.stderr.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["work"] and [p.name for p in work.iterdir()] == ["keep.png"]
+    # an existing empty folder is a fine frame-folder output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(3, 16, 24))
+    result = run("superres", source, "-x", 2, "-o", empty, "--model", "none", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(list(empty.glob("*.png"))) == 3
+
+
+def _damaged_ffv1(path: Path) -> Path:
+    """An FFV1 .mkv (slice CRCs) with a few bytes flipped in the middle: it decodes to every frame, with
+    ffmpeg reporting a CRC mismatch."""
+    write_clip(path, smooth_clip(16, 48, 64))
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 40, 7):
+        data[i] ^= 0x55
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _truncated_mp4(path: Path) -> Path:
+    import imageio_ffmpeg
+
+    whole = path.with_name("whole_" + path.name)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=128x96:rate=25", "-frames:v", "16", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", str(whole)], check=True)
+    data = whole.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    whole.unlink()
+    return path
+
+
+def test_decoding_errors_are_a_warning_or_with_strict_fatal_and_leave_nothing(tmp_path):
+    import json
+
+    source = _damaged_ffv1(tmp_path / "in" / "damaged.mkv")
+    out = tmp_path / "out" / "out.mkv"
+    result = run("superres", source, "-x", 2, "-o", out, "--model", "none", "--quiet")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "decoding error" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"vidrestore: warning: {source}: ffmpeg reported")
+    assert any("decoding error" in w for w in json.loads((out.parent / "out.mkv.metrics.json").read_text())["warnings"])
+    for name in ("strict.mkv", "strict_frames"):
+        result = run("superres", source, "-x", 2, "-o", out.parent / name, "--model", "none", "--quiet", "--strict",
+                     "--chunk", 4)
+        assert result.exit_code == 3, result.output
+        assert "--strict" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.mkv", "out.mkv.config.json", "out.mkv.metrics.json"]
+
+
+def test_a_truncated_file_is_an_input_error_and_leaves_no_work_folder(tmp_path):
+    source = _truncated_mp4(tmp_path / "trunc.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("superres", source, "-x", 2, "-o", out / "out.mkv", "--model", "none", "--quiet")
+    assert result.exit_code == 3, result.output
+    error = [line for line in result.stderr.splitlines() if line.startswith("vidrestore: error:")]
+    assert len(error) == 1 and "damaged" in error[0] and "Traceback" not in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_a_small_chunk_gets_a_small_overlap_and_a_clamped_one_is_said_before_the_run(files, tmp_path):
+    import json
+
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(16, 16, 24))
+    result = run("superres", source, "-x", 2, "-o", tmp_path / "a.mkv", "--model", "none", "--chunk", 4, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a.mkv.metrics.json").read_text())["windows"] == 5  # overlap 1, not 13 windows
+    assert "overlap" not in result.stderr  # nothing was asked, nothing to say
+    # an overlap the chunk cannot hold is clamped and said before the model loads (here: fails to load)
+    result = run("superres", source, "-x", 2, "-o", tmp_path / "b.mkv", "--model", tmp_path / "no-model",
+                 "--chunk", 4, "--overlap", 9, "--quiet")
+    assert result.exit_code == 5
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "vidrestore: warning: windows of 4 frames overlap by 3 (asked: 9)"
+    assert lines[1].startswith("vidrestore: error:") and len(lines) == 2
+
+
+def test_rgba_and_16_bit_frames_are_reduced_with_a_warning(tmp_path):
+    folders = {"rgba": (np.full((16, 24, 4), 200, np.uint8), "alpha channel"),
+               "deep": (np.full((16, 24, 3), 40000, np.uint16), "more than 8 bits")}
+    for name, (frame, note) in folders.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(folder / f"{i}.png"), frame)
+        result = run("superres", folder, "-x", 2, "-o", tmp_path / f"{name}.mkv", "--model", "none", "--quiet")
+        assert result.exit_code == 0, result.output
+        assert f"vidrestore: warning: {folder}: " in result.stderr and note in result.stderr
+
+
+def test_hub_and_diffusers_notices_do_not_reach_the_user(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(3, 16, 24))
+    proc = subprocess.run([sys.executable, "-m", "vidrestore.cli", "superres", str(source), "-x", "2",
+                           "--model", "someone/missing-model", "-o", str(tmp_path / "out.mkv")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 5 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    # the estimate of the embedded diffusion model (printed before every run) builds it on the meta device
+    proc = subprocess.run([sys.executable, "-m", "vidrestore.cli", "superres", str(source), "-x", "2",
+                           "--dry-run", "-o", str(tmp_path / "out.mkv")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "float32:" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_full_disk_while_restoring_is_one_line_and_the_work_folder_resumes(tmp_path):
+    """RLIMIT_FSIZE (`ulimit -f`) makes ffmpeg's segment write fail as a full disk would, without root."""
+    import resource
+
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(12, 48, 64))
+    cmd = [sys.executable, "-m", "vidrestore", "superres", str(source), "-x", "2", "--model", "none",
+           "--chunk", "4", "--overlap", "0", "--quiet"]
+    subprocess.run(cmd + ["-o", str(tmp_path / "whole.mkv")], check=True, capture_output=True)
+    limit = 1000  # bytes per file: the first segment cannot be written
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "out" / "out.mkv"
+    proc = subprocess.run(cmd + ["-o", str(out)], capture_output=True, text=True, preexec_fn=limited)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.startswith(f"vidrestore: error: {out.parent}") and "limit" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "libpng" not in proc.stderr
+    assert not out.exists() and not [p for p in out.parent.rglob("*") if p.is_file() and p.name.startswith(".")]
+    assert not list(out.parent.rglob("*.mkv"))  # the failed window's segment is gone
+    # with room again, the same command finishes and gives the uninterrupted output
+    subprocess.run(cmd + ["-o", str(out)], check=True, capture_output=True)
+    assert torch.equal(read_clip(out), read_clip(tmp_path / "whole.mkv"))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.mkv", "out.mkv.config.json", "out.mkv.metrics.json"]
+
+
+MIX_FLAGS = {  # the option mixes of issue 25: option -> the values tried (None: a switch)
+    "-x": ["two", "2.5", "2", "3", "0", "-4", "8"],
+    "--chunk": ["0", "1", "2", "4", "-1", "x"],
+    "--overlap": ["0", "1", "9", "-2"],
+    "--steps": ["0", "1", "2000"],
+    "--crf": ["-1", "0", "51", "52"],
+    "--fps": ["0", "-5", "nan", "inf", "24000/1001", "30"],
+    "--seed": ["-1", "0", str(2**64)],
+    "--micro-batch": ["0", "1"],
+    "--tile": ["0", "8", "16"],
+    "-o": ["", ".", "..", "out.mkv", "out", "sub/out.mp4", "out.avi", "in.mkv"],
+    "--metrics": ["", ".", "no/such/m.json", "m.json", "in.mkv"],
+    "--set": [f"{key}={value}" for key in ("sampler.cg_iterations", "sampler.start_t", "latent.inversion_t",
+                                           "sampler.warp_correlation", "guidance.flow_updates", "runtime.overlap",
+                                           "degradation.scale", "degradation.sigma_y", "io.fps")
+              for value in ("-3", "0", "1", "5000", ".nan", "two", "''", "[1]", "null")] + ["nope=1", "sampler"],
+    "--bogus": None, "--strict": None, "--no-resume": None, "--overwrite": None, "--no-audio": None,
+}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(task=st.sampled_from(["superres", "inpaint", "deblur", "interpolate"]),
+       options=st.lists(st.sampled_from(sorted(MIX_FLAGS)).flatmap(
+           lambda flag: st.tuples(st.just(flag), st.sampled_from(MIX_FLAGS[flag] or [None]))), max_size=4),
+       dry_run=st.sampled_from([True, True, True, False]), no_input=st.booleans())
+def test_option_mixes_never_an_internal_error_through_main(tmp_path_factory, task, options, dry_run, no_input):
+    import contextlib
+    import io
+
+    from vidrestore.cli import main
+
+    d = tmp_path_factory.mktemp("mix")
+    source = write_clip(d / "in.mkv", smooth_clip(3, 16, 24))
+    before = source.read_bytes()
+    args = [task] + ([] if no_input else ["in.mkv"]) + ["--model", "none", "--quiet"]
+    if task == "inpaint":
+        args += ["--box", "2,2,4,4"]
+    if task == "deblur":
+        args += ["--kernel", "gaussian:1"]
+    for flag, value in options:
+        args += [flag] if value is None else [flag, value]
+    if dry_run:
+        args.append("--dry-run")
+    err, cwd = io.StringIO(), os.getcwd()
+    os.chdir(d)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            with pytest.raises(SystemExit) as exit_info:
+                main(args)
+    finally:
+        os.chdir(cwd)
+    code, err = exit_info.value.code, err.getvalue()
+    assert code in (0, 2, 3, 4), (args, err)
+    assert "internal error" not in err and "Traceback" not in err, (args, err)
+    assert source.read_bytes() == before  # the input is never touched
+    if code != 0:
+        assert len([line for line in err.splitlines() if line.startswith("vidrestore: error")]) == 1, (args, err)
+        assert sorted(p.name for p in d.iterdir()) == ["in.mkv"], (args, err)  # nothing left behind

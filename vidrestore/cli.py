@@ -440,6 +440,8 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     debug = "--debug" in argv
     clicks = _click_exceptions()
+    exits = tuple({typer.Exit, getattr(clicks, "Exit", typer.Exit)})  # Typer 0.2x: its own Exit / Abort
+    aborts = tuple({typer.Abort, getattr(clicks, "Abort", typer.Abort)})
     try:
         code = command.main(args=argv, prog_name="vidrestore", standalone_mode=False)
         if not argv:  # the help was printed (click < 8.2 returns 0 here): still a usage error
@@ -454,9 +456,9 @@ def main(argv: list[str] | None = None) -> None:
     except clicks.ClickException as exc:
         exc.show()
         code = exc.exit_code
-    except (clicks.Exit, typer.Exit) as exc:
+    except exits as exc:
         code = exc.exit_code
-    except (KeyboardInterrupt, clicks.Abort, typer.Abort):
+    except (KeyboardInterrupt, *aborts):
         code = 130
     except Exception as exc:  # a bug: one line unless --debug
         if debug:

@@ -118,6 +118,8 @@ class RuntimeConfig:
     workers: int = 0               # > 0: windows solved by this many local worker processes (0: in process)
     ray: str | None = None         # local | auto | a cluster address: windows solved by Ray actors
     retries: int = 3               # times a window is re-run after its worker died, before giving up
+    threads: int | None = None     # CPU threads per process solving windows (None: all cores, cores/N per worker);
+                                   # float sums depend on it, so equal threads give bit-equal frames everywhere
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ FORMAT = 2  # state.json layout: 2 = segments (1, PNG frames for every output, i
 # config keys that change only how frames are encoded or reported, not the frames themselves
 IRRELEVANT = {"output", "quiet", "metrics", "preset"}
 IRRELEVANT_IO = {"overwrite", "crf", "audio"}
-IRRELEVANT_RUNTIME = {"workers", "ray", "retries"}  # where windows are solved does not change them
+IRRELEVANT_RUNTIME = {"workers", "ray", "retries", "threads"}  # where windows are solved does not change them
 
 
 def _input_identity(path: Path) -> list:
@@ -139,8 +139,9 @@ class PartialRun:
         if not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
             raise ValueError(f"crf must be an int in 0..51, got {crf!r}")
         self.width, self.height, self.crf = int(width), int(height), int(crf)
-        self.folder = self.output.with_name(f"{self.output.name}.partial")
-        self.lock = self.output.with_name(f"{self.output.name}.partial.lock")
+        named = self.output if self.output.name not in ("", ".", "..") else self.output.resolve()  # `-o .`
+        self.folder = named.with_name(f"{named.name}.partial")
+        self.lock = named.with_name(f"{named.name}.partial.lock")
         self.segments_dir = self.folder / "segments"
         self.frames_dir = self.folder / "frames"  # folder outputs only
         self.key = key
@@ -154,7 +155,7 @@ class PartialRun:
             raise output_os_error(self.output, exc, "creating its folder") from None
         self._fd = _claim(self.lock, self.output)
         try:
-            remove_stale_temps(self.output)  # a writer killed while encoding the output left it
+            remove_stale_temps(named)  # a writer killed while encoding the output left them
             existing = self._read_state()
             if existing is None or not resume or any(existing.get(k) != v for k, v in self._identity().items()):
                 shutil.rmtree(self.folder, ignore_errors=True)
@@ -278,9 +279,11 @@ class PartialRun:
         self._frames += len(frames_u8)
 
     def _abort_segment(self) -> None:
+        """Discard the segment being written, and the count of its frames."""
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.abort()
+            self._frames = self._segment_start
 
     def commit(self, state: ResumeState) -> None:
         """Close the window's segment (encoded, verified, in place), then save `state`
@@ -293,7 +296,7 @@ class PartialRun:
                 writer.close()
             except BaseException:
                 writer.abort()
-                self._frames = self._segment_start
+                self._frames = self._segment_start  # the window is done again after a resume
                 raise
             self._segments.append({"file": writer.path.name, "first": self._segment_start,
                                    "frames": writer.frames_written})

@@ -18,6 +18,9 @@ class LocalExecutor:
     def __init__(self, cfg: RunConfig, task: Task, device: torch.device, dtype: torch.dtype,
                  frame_size: tuple[int, int]):
         self.cfg, self.task, self.device = cfg, task, device
+        self._threads = torch.get_num_threads()
+        if cfg.runtime.threads:  # this process's setting, given back by close()
+            torch.set_num_threads(cfg.runtime.threads)
         self.prior = load_configured_prior(cfg, device, dtype, frame_size)
         self.stats = ExecutorStats("local", 1)
 
@@ -29,4 +32,4 @@ class LocalExecutor:
             self.stats.state["0"] = "idle"
 
     def close(self) -> None:
-        pass
+        torch.set_num_threads(self._threads)

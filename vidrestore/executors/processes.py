@@ -68,7 +68,7 @@ class ProcessPool:
         self._ctx = mp.get_context("spawn")
         self._args = (cfg, task, frame_size)
         self._devices = worker_devices(cfg.runtime.device, workers)
-        self._threads = cpu_threads(workers)
+        self._threads = cfg.runtime.threads or cpu_threads(workers)
         self.size = workers
         self._procs: list[Any] = [None] * workers
         self._conns: list[Any] = [None] * workers

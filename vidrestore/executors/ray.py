@@ -68,7 +68,7 @@ class RayPool:
         gpus = int(resources.get("GPU", 0)) if cfg.runtime.device != "cpu" else 0
         cpus = max(1, int(resources.get("CPU", 1)))
         self.size = workers or gpus or 1
-        threads = 1 if gpus else max(1, cpus // self.size)
+        threads = cfg.runtime.threads or (1 if gpus else max(1, cpus // self.size))
         options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": min(threads, cpus)}
         device = "cuda" if gpus else "cpu"  # Ray shows an actor only its own GPU, as cuda:0
         self._new = lambda: ray.remote(WindowActor).options(**options, max_restarts=0).remote(
