@@ -138,6 +138,19 @@ def test_every_task_gives_the_same_frames_in_process_in_workers_and_on_ray(clip_
     assert m_local["network_evaluations"] == m_workers["network_evaluations"] == m_ray["network_evaluations"]
 
 
+def test_progress_json_reports_frames_and_each_worker(clip_dir, tmp_path):
+    result = runner.invoke(app, ["superres", str(clip_dir / "in.mkv"), "-x", "2", "--model", "none", "--chunk", "3",
+                                 "--overlap", "1", "--workers", "2", "--progress", "json", "-o",
+                                 str(tmp_path / "out.mkv")])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]  # nothing but JSON on stdout
+    assert events[0] == {"event": "start", "total": 9} and events[-2]["event"] == "end"
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [e["frames"] for e in progress] == sorted(e["frames"] for e in progress) and progress[-1]["frames"] == 9
+    assert set(progress[0]["workers"]) == {"0", "1"} and progress[-1]["eta_seconds"] == 0
+    assert events[-1]["event"] == "result" and events[-1]["executor"] == "workers" and events[-1]["workers"] == 2
+
+
 def test_default_threads_differ_by_float_rounding_only(clip_dir, tmp_path):
     local, _ = restore(clip_dir, tmp_path / "local.mkv")
     workers, _ = restore(clip_dir, tmp_path / "workers.mkv", "--workers", "2")

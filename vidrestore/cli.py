@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -65,13 +66,50 @@ class ProgressDisplay:
     def step(self) -> None:
         self._progress.refresh()
 
-    def frames(self, done: int) -> None:
+    def frames(self, done: int, workers: dict | None = None) -> None:
         elapsed = self._progress.tasks[0].elapsed or 0.0
         rate = f"{done / elapsed:.2f}/s" if elapsed > 0 else ""
         self._progress.update(self._task, completed=done, fps=rate)
 
     def close(self) -> None:
         self._progress.stop()
+
+
+class JsonProgress:
+    """Progress as one JSON object per line on stdout (for scripts and CI): frames, rate, ETA, worker state."""
+
+    def __init__(self, total: int):
+        self._total, self._started = total, time.perf_counter()
+        self.emit({"event": "start", "total": total})
+
+    @staticmethod
+    def emit(event: dict) -> None:
+        sys.stdout.write(json.dumps(event, default=str) + "\n")
+        sys.stdout.flush()
+
+    def step(self) -> None:
+        pass
+
+    def frames(self, done: int, workers: dict | None = None) -> None:
+        elapsed = time.perf_counter() - self._started
+        rate = done / elapsed if elapsed > 0 else None
+        eta = (self._total - done) / rate if rate else None
+        self.emit({"event": "progress", "frames": done, "total": self._total, "elapsed": round(elapsed, 3),
+                    "frames_per_second": round(rate, 4) if rate else None,
+                    "eta_seconds": round(eta, 1) if eta is not None else None, "workers": dict(workers or {})})
+
+    def close(self) -> None:
+        self.emit({"event": "end", "elapsed": round(time.perf_counter() - self._started, 3)})
+
+
+def _progress_factory(quiet: bool, mode: str | None):
+    """What shows a run's progress: rich bars on stderr (default), JSON lines on stdout, or nothing."""
+    mode = mode or "rich"
+    if mode not in ("rich", "json", "none"):
+        raise UsageError(f"--progress {mode!r}: choose rich, json or none")
+    if mode == "json":
+        return JsonProgress
+    return None if quiet or mode == "none" else ProgressDisplay
 
 
 def _summary(result: dict) -> Table:
@@ -111,11 +149,12 @@ def check_output_arg(output: str | None) -> None:
 
 
 def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, debug: bool, inputs: list[str],
-         dry_run: bool = False, **flags) -> None:
+         dry_run: bool = False, progress: str | None = None, **flags) -> None:
     from vidrestore.batch import expand_inputs, is_video_folder
 
     try:
         check_output_arg(flags.get("output"))
+        factory = _progress_factory(quiet, progress)
         paths = expand_inputs(inputs)
         from vidrestore.config import default_preset
         from vidrestore.costs import estimate_run
@@ -141,15 +180,17 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
 
         if len(inputs) > 1 or len(paths) > 1 or is_video_folder(Path(inputs[0])):
             show_estimate()
-            return _run_batch(config, paths, restore, quiet, debug)
-        result = restore(config, progress_factory=None if quiet else ProgressDisplay, on_ready=show_estimate)
+            return _run_batch(config, paths, restore, quiet, debug, factory)
+        result = restore(config, progress_factory=factory, on_ready=show_estimate)
         for warning in result.get("warnings", []):
             if warning not in shown:
                 _warn(warning)  # found while restoring (e.g. decode errors in the input)
     except VidrestoreError as exc:
         _error(exc, debug)
         raise typer.Exit(exc.exit_code)
-    if not quiet:
+    if progress == "json":  # stdout holds JSON lines only: the summary is the last one
+        JsonProgress.emit({"event": "result", **result})
+    elif not quiet:
         stdout.print(_summary(result))
 
 
@@ -164,7 +205,7 @@ def _print_estimate(config, estimate_run, debug: bool) -> None:
     stderr.print(f"vidrestore: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool) -> None:
+def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool, progress_factory) -> None:
     from vidrestore.batch import restore_batch
     from vidrestore.errors import BatchError
 
@@ -175,7 +216,7 @@ def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool) -> 
             stderr.print(f"{item.status}: {item.input} -> {item.output}", markup=False, highlight=False)
 
     out_dir = Path(config.output) if config.output else Path("restored")
-    items = restore_batch(config, paths, out_dir, restore, None if quiet else ProgressDisplay, report)
+    items = restore_batch(config, paths, out_dir, restore, progress_factory, report)
     if not quiet:
         table = Table(title=f"vidrestore batch: {out_dir}")
         for column in ("input", "status", "seconds", "PSNR", "residual"):
@@ -192,6 +233,7 @@ def _run_batch(config, paths: list[Path], restore, quiet: bool, debug: bool) -> 
         raise typer.Exit(BatchError.exit_code)
 
 
+ProgressOpt = Annotated[Optional[str], typer.Option("--progress", help="rich (a bar on stderr, default), json (one JSON object per line on stdout: frames, rate, ETA, each worker's window) or none.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Solve windows in N worker processes (each loads the model; --device cuda spreads them over the GPUs). Default: in this process.")]
 Ray = Annotated[Optional[str], typer.Option("--ray", help="Solve windows on a Ray cluster: local (start one here), auto (join this machine's) or an address. Needs vidrestore[ray].")]
 SigmaY = Annotated[Optional[str], typer.Option("--sigma-y", help="Measurement noise std of the input (pixel range 0-1, e.g. 0.02), or 'auto': estimated from the input (default; a clean 8-bit input estimates to 0). Reported in the metrics as sigma_y.")]
@@ -202,7 +244,8 @@ COMMON = (
     ("device", Device), ("dtype", Dtype), ("chunk", Chunk), ("overlap", Overlap), ("tile", Tile), ("noise", Noise),
     ("sigma_y", SigmaY), ("reference", Reference), ("metrics", Metrics), ("fps", Fps), ("crf", Crf),
     ("no_audio", NoAudio), ("overwrite", Overwrite), ("no_resume", NoResume), ("micro_batch", MicroBatch),
-    ("vae", Vae), ("prompt", Prompt), ("guidance", Guidance), ("workers", Workers), ("ray", Ray), ("strict", Strict), ("dry_run", DryRun),
+    ("vae", Vae), ("prompt", Prompt), ("guidance", Guidance), ("workers", Workers), ("ray", Ray),
+    ("progress", ProgressOpt), ("strict", Strict), ("dry_run", DryRun),
     ("quiet", Quiet), ("debug", Debug),
 )
 SWITCHES = {"no_audio", "overwrite", "no_resume", "strict", "dry_run", "quiet", "debug"}
@@ -236,7 +279,8 @@ def _task_command(task: type[Task]):
 
     def command(**kw) -> None:
         flags = _common(kw) | {f"degradation.{o.field}": _option_value(o, kw[p]) for p, o in own.items()}
-        _run(task.name, kw["preset"], kw["set_"], kw["quiet"], kw["debug"], kw["input"], kw["dry_run"], **flags)
+        _run(task.name, kw["preset"], kw["set_"], kw["quiet"], kw["debug"], kw["input"], kw["dry_run"],
+             progress=kw["progress"], **flags)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter("input", keyword, annotation=Input)]
@@ -285,11 +329,6 @@ class EvaluateProgress:
 
     def close(self) -> None:
         self._progress.stop()
-
-
-def _json_progress(event: dict) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
 
 
 def _evaluate_option_groups() -> dict[str, list[TaskOption]]:
@@ -355,7 +394,7 @@ def _evaluate_command():
                 max_frames=kw["frames"], overwrite=kw["overwrite"])
             mode = "none" if kw["quiet"] else kw["progress"]
             display = EvaluateProgress() if mode == "rich" else None
-            report = run_evaluate(cfg, display or (_json_progress if mode == "json" else None))
+            report = run_evaluate(cfg, display or (JsonProgress.emit if mode == "json" else None))
         except VidrestoreError as exc:
             if display:
                 display.close()

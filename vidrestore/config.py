@@ -204,7 +204,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise UsageError(f"{key}: expected true or false, got {value!r}")
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (isinstance(value, float) and not value.is_integer()):  # 2.5, nan, inf
             raise UsageError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if hint is float:

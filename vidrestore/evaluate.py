@@ -251,7 +251,7 @@ class _RunProgress:
     def step(self) -> None:
         pass
 
-    def frames(self, done: int) -> None:
+    def frames(self, done: int, workers: dict | None = None) -> None:
         self._on_event({"event": "frame", "method": self._method, "frame": done, "total": self._total,
                         "elapsed": round(time.perf_counter() - self._started, 3)})
 

@@ -17,6 +17,7 @@ import torch
 
 from vidrestore.config import RunConfig
 from vidrestore.errors import InputError, OutputError
+from vidrestore.executors import Executor, WindowJob, make_executor
 from vidrestore.io import VideoInfo, output_kind, probe, read_frames, to_tensor, to_uint8
 from vidrestore.io.jsonfile import check_writable, write_json
 from vidrestore.io.paths import check_output_not_input
@@ -25,7 +26,6 @@ from vidrestore.metrics import RunningMetrics
 from vidrestore.noise import resolve_noise
 from vidrestore.resume import PartialRun, ResumeState, run_key
 from vidrestore.runtime import peak_memory_mb, resolve_device, resolve_dtype
-from vidrestore.executors import Executor, WindowJob, make_executor
 from vidrestore.tasks import Task, get_task
 from vidrestore.windows import FrameWindows, cross_fade, plan_windows, window_overlap
 
@@ -196,7 +196,7 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: P
                 written += keep
             partial.commit(ResumeState(w + 1, written, evaluations, running.state(), pending, running.last_pair))
             if progress:
-                progress.frames(written)
+                progress.frames(written, executor.stats.state)
     finally:
         for source in (inputs, refs, *streams.values()):
             if source is not None:

@@ -2,11 +2,12 @@
 
 Importing this package registers the built-in tasks, in the order the CLI lists them.
 """
+# ruff: noqa: I001, E402 - the imports register the tasks: their order is the CLI's
 from vidrestore.tasks.base import Degradation, Task, TaskOption, get_task, register, task_names, unregister
-from vidrestore.tasks import superres  # noqa: E402,F401,I001 - registers; the order is the CLI's
-from vidrestore.tasks import inpaint  # noqa: E402,F401,I001
-from vidrestore.tasks import deblur  # noqa: E402,F401,I001
-from vidrestore.tasks import interpolate  # noqa: E402,F401,I001
-from vidrestore.tasks import denoise  # noqa: E402,F401,I001
+from vidrestore.tasks import superres  # noqa: F401
+from vidrestore.tasks import inpaint  # noqa: F401
+from vidrestore.tasks import deblur  # noqa: F401
+from vidrestore.tasks import interpolate  # noqa: F401
+from vidrestore.tasks import denoise  # noqa: F401
 
 __all__ = ["Degradation", "Task", "TaskOption", "get_task", "register", "task_names", "unregister"]
