@@ -462,7 +462,8 @@ def test_option_mixes_never_an_internal_error_through_main(tmp_path_factory, tas
         _MIX_CLIP.append(write_clip(d / "in.mkv", smooth_clip(3, 16, 24)).read_bytes())
     source, before = d / "in.mkv", _MIX_CLIP[0]
     source.write_bytes(before)
-    args = [task] + ([] if no_input else ["in.mkv"]) + ["--model", "none", "--quiet"]
+    args = [task] + ([] if no_input else ["in.mkv"]) + ["--model", "none", "--quiet",
+                                                        "--set", "classical.iterations=2"]  # fast
     if task == "inpaint":
         args += ["--box", "2,2,4,4"]
     if task == "deblur":

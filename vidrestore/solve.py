@@ -8,6 +8,7 @@ executor can run `solve_window` anywhere that has the prior loaded.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,8 +20,15 @@ from vidrestore.costs import network_evaluations_per_frame
 from vidrestore.operators import LinearOperator
 from vidrestore.operators.noise import proximal_weight
 from vidrestore.priors import load_prior
-from vidrestore.samplers import (AVERAGE_SEED_STRIDE, EquivarianceGuidance, dds_sample, least_squares,
-                                 make_noise_sampler, make_space, update_steps)
+from vidrestore.samplers import (
+    AVERAGE_SEED_STRIDE,
+    EquivarianceGuidance,
+    dds_sample,
+    least_squares,
+    make_noise_sampler,
+    make_space,
+    update_steps,
+)
 from vidrestore.tasks import Task
 from vidrestore.tasks.base import AUTO
 from vidrestore.temporal import WindowMotion, window_motion
@@ -121,12 +129,14 @@ class SolvedWindow:
     measurement_sq: float            # ‖y‖²
     network_evaluations: int         # frames through the network, over all steps
     prior: dict                      # what the metrics JSON says of the prior: model, nfe, and its own summary
+    seconds: float = 0.0             # wall time of the solve itself (executors compare it with a round trip)
 
 
 def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: dict[str, np.ndarray],
                  frames: list[int], on_step: Callable[[], None] | None = None) -> SolvedWindow:
     """Restore the measurement frames `y` of one window (output frames `frames`, global indices)."""
     cfg = task_schedule(cfg, task, prior)
+    started = time.perf_counter()
     operator = task.operator(streams)
     y_solve, op_solve, x_init = task.window_problem(y, operator)
     counted = prior.network_evaluations if prior is not None else 0
@@ -135,7 +145,8 @@ def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: di
     measured = task.measured(y, operator)
     residual_sq = float((operator.A(x) - measured).pow(2).sum())
     evaluations = prior.network_evaluations - counted if prior is not None else 0
-    return SolvedWindow(x.clamp(0, 1), residual_sq, float(measured.pow(2).sum()), evaluations, prior_info(prior, cfg))
+    return SolvedWindow(x.clamp(0, 1), residual_sq, float(measured.pow(2).sum()), evaluations, prior_info(prior, cfg),
+                        time.perf_counter() - started)
 
 
 def task_schedule(cfg: RunConfig, task: Task, prior) -> RunConfig:

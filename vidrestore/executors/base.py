@@ -15,6 +15,7 @@ died (up to `retries` times), and yields results in job order.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -49,10 +50,20 @@ class ExecutorStats:
     retried: list[int] = field(default_factory=list)   # window indices solved more than once
     worker_deaths: int = 0
     state: dict[str, str] = field(default_factory=dict)  # worker -> "idle" | "window N"
+    solve_seconds: float = 0.0       # inside the workers, summed over the solved windows
+    round_trip_seconds: float = 0.0  # from handing a window out to getting it back, summed
+    windows: int = 0
 
     def to_dict(self) -> dict:
+        overhead = (self.round_trip_seconds - self.solve_seconds) / self.windows if self.windows else None
         return {"executor": self.executor, "workers": self.workers, "windows_retried": sorted(set(self.retried)),
-                "worker_deaths": self.worker_deaths}
+                "worker_deaths": self.worker_deaths,
+                "overhead_seconds_per_window": round(overhead, 4) if overhead is not None else None}
+
+    def solved(self, seconds: float, round_trip: float) -> None:
+        self.windows += 1
+        self.solve_seconds += seconds
+        self.round_trip_seconds += round_trip
 
 
 class Executor(Protocol):
@@ -98,7 +109,7 @@ def run_ordered(pool: Pool, jobs: Iterable[WindowJob], stats: ExecutorStats, ret
     """Keep every worker busy with the next job; yield results in job order; re-run a dead worker's job."""
     jobs = iter(jobs)
     queue: list[tuple[WindowJob, int]] = []          # jobs to (re-)submit, with their tries so far
-    running: dict[int, tuple[WindowJob, int]] = {}   # worker -> (job, tries)
+    running: dict[int, tuple[WindowJob, int, float]] = {}   # worker -> (job, tries, handed out at)
     done: dict[int, SolvedWindow] = {}
     next_index, exhausted = None, False
     while True:
@@ -115,7 +126,7 @@ def run_ordered(pool: Pool, jobs: Iterable[WindowJob], stats: ExecutorStats, ret
             worker = next(w for w in range(pool.size) if w not in running)
             job, tries = queue.pop(0)
             pool.submit(worker, job)
-            running[worker] = (job, tries)
+            running[worker] = (job, tries, time.perf_counter())
             stats.state[str(worker)] = f"window {job.index}"
         while next_index in done:  # hand back what is next in order
             yield done.pop(next_index)
@@ -125,7 +136,7 @@ def run_ordered(pool: Pool, jobs: Iterable[WindowJob], stats: ExecutorStats, ret
                 return
             continue
         for worker, result in pool.wait(sorted(running)):
-            job, tries = running.pop(worker)
+            job, tries, handed_out = running.pop(worker)
             stats.state[str(worker)] = "idle"
             if isinstance(result, WorkerDied):
                 stats.worker_deaths += 1
@@ -138,6 +149,7 @@ def run_ordered(pool: Pool, jobs: Iterable[WindowJob], stats: ExecutorStats, ret
             elif isinstance(result, Failed):
                 raise result.error
             else:
+                stats.solved(result.seconds, time.perf_counter() - handed_out)
                 done[job.index] = result
                 if on_window is not None:
                     on_window()

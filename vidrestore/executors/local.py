@@ -1,6 +1,7 @@
 """The default executor: windows solved one after another in this process, on the run's device."""
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -27,9 +28,12 @@ class LocalExecutor:
     def solve(self, jobs: Iterable[WindowJob], on_step: Callable[[], None] | None = None) -> Iterator[SolvedWindow]:
         for job in jobs:
             self.stats.state["0"] = f"window {job.index}"
-            yield solve_window(self.prior, self.task, self.cfg, to_tensor(job.y).to(self.device), job.streams,
-                               job.frames, on_step=on_step)
+            started = time.perf_counter()
+            solved = solve_window(self.prior, self.task, self.cfg, to_tensor(job.y).to(self.device), job.streams,
+                                  job.frames, on_step=on_step)
+            self.stats.solved(solved.seconds, time.perf_counter() - started)
             self.stats.state["0"] = "idle"
+            yield solved
 
     def close(self) -> None:
         torch.set_num_threads(self._threads)
