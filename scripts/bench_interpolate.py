@@ -27,9 +27,18 @@ from pathlib import Path
 
 import torch
 
-from benchlib import (EVALUATE_NOTE, ROOT, evaluate_clips, make_clips, markdown_table, read_clip, summary_rows,
-                      write_section)
 from vidrestore import metrics as M
+
+from benchlib import (
+    EVALUATE_NOTE,
+    ROOT,
+    evaluate_clips,
+    make_clips,
+    markdown_table,
+    read_clip,
+    summary_rows,
+    write_section,
+)
 
 FACTOR = 2
 VARIANTS = ["interpolate-diffusion-guided:preset=interpolate-diffusion,guidance.equivariance=1.5,"

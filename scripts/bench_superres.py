@@ -29,14 +29,24 @@ from pathlib import Path
 
 import torch
 
-from benchlib import (EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_clips, markdown_table, run_cli,
-                      write_lossless, write_section)
 from vidrestore.config import resolve_config
 from vidrestore.io import quantize
 from vidrestore.operators import BoxDownsample
-from vidrestore.solve import guidance_hook, window_coupling
 from vidrestore.priors import load_pixel_prior
 from vidrestore.samplers import ddim_timesteps
+from vidrestore.solve import guidance_hook, window_coupling
+
+from benchlib import (
+    EVALUATE_NOTE,
+    ROOT,
+    evaluate_clips,
+    evaluate_table,
+    make_clips,
+    markdown_table,
+    run_cli,
+    write_lossless,
+    write_section,
+)
 
 #: evaluate --variant runs of the ablation: noise and guidance set explicitly on top of the superres preset
 #: (which re-measures the flow once, halfway: the last row keeps the flow of the initial estimate)

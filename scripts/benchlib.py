@@ -12,11 +12,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
-
 from clips import camera_clip, wobble_clip
 from stills import held_out_stills
-from vidrestore.io import quantize
+
 from vidrestore.evaluate import read_clip, write_clip  # noqa: F401  (read_clip: the benchmarks' reader)
+from vidrestore.io import quantize
 from vidrestore.report import markdown_table  # noqa: F401  (the benchmarks' tables, as evaluate's)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,11 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
-from benchlib import ROOT, markdown_table, write_section
 from stills import held_out_stills
+
 from vidrestore.priors import load_pixel_prior
 from vidrestore.samplers import ddim_timesteps
+
+from benchlib import ROOT, markdown_table, write_section
 
 SIGMAS = (0.05, 0.1, 0.2, 0.4)
 CARD = ROOT / "docs" / "model-card.md"

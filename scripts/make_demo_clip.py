@@ -6,6 +6,7 @@ from pathlib import Path
 
 from clips import camera_clip
 from stills import load_still
+
 from vidrestore.io import VideoWriter, quantize, to_uint8
 from vidrestore.operators import BoxDownsample
 

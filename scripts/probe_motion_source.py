@@ -28,9 +28,10 @@ import torch
 from typer.testing import CliRunner
 
 import vidrestore.pipeline as pipeline
-from benchlib import ROOT
 from vidrestore.cli import app
 from vidrestore.evaluate import read_clip
+
+from benchlib import ROOT
 
 SOURCES = {"truth": "reference.mkv", "first-pass": "runs/independent+eq1.5/output.mkv",
            "classical": "runs/none/output.mkv", "initial": None}

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import stills
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
-
-import stills
 
 NATURAL = {"astronaut", "china.jpg", "flower.jpg", "motorcycle_left", "motorcycle_right", "hubble_deep_field"}
 

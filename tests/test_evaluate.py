@@ -9,10 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 from vidrestore import metrics as M
 from vidrestore import operators as ops
 from vidrestore.cli import app
+
+from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 
 runner = CliRunner()
 REPORT_FILES = ("index.md", "metrics.json", "input.mkv", "reference.mkv", "psnr_per_frame.png",

@@ -10,14 +10,23 @@ from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from helpers import save_tiny_model, smooth_clip, write_clip  # noqa: E402
-from latent_models import save_tiny_latent_pipeline  # noqa: E402
 from vidrestore.cli import app  # noqa: E402
 from vidrestore.errors import ModelError  # noqa: E402
 from vidrestore.operators import Blur, BoxDownsample, Mask, gaussian_kernel  # noqa: E402
 from vidrestore.priors import LatentDenoiser, load_prior, model_kind  # noqa: E402
-from vidrestore.samplers import (LatentSpace, dds_sample, gaussian_lowpass, latent_motion,  # noqa: E402
-                                 latent_timesteps, lowpass_sigma, make_noise_sampler, make_space)
+from vidrestore.samplers import (  # noqa: E402
+    LatentSpace,
+    dds_sample,
+    gaussian_lowpass,
+    latent_motion,
+    latent_timesteps,
+    lowpass_sigma,
+    make_noise_sampler,
+    make_space,
+)
+
+from helpers import save_tiny_model, smooth_clip, write_clip  # noqa: E402
+from latent_models import save_tiny_latent_pipeline  # noqa: E402
 
 runner = CliRunner()
 CPU = torch.device("cpu")

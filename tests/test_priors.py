@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 
-from helpers import save_tiny_model, tiny_unet
 from vidrestore.errors import ModelError
 from vidrestore.priors import PixelDenoiser, embedded_models, load_pixel_prior, resolve_model_location
 from vidrestore.priors.base import from_model, split_prediction, to_model
+
+from helpers import save_tiny_model, tiny_unet
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])

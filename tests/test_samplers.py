@@ -1,14 +1,38 @@
 import pytest
 import torch
 
-from helpers import random_clip, smooth_clip, tiny_unet
-from vidrestore.operators import Blur, BoxDownsample, Mask, TemporalBlur, conjugate_gradient, gaussian_kernel, \
-    temporal_kernel
+from vidrestore.operators import (
+    Blur,
+    BoxDownsample,
+    Mask,
+    TemporalBlur,
+    conjugate_gradient,
+    gaussian_kernel,
+    temporal_kernel,
+)
 from vidrestore.priors import PixelDenoiser, from_model, to_model
-from vidrestore.samplers import (AVERAGE_SEED_STRIDE, INIT_STEP, SPACES, IndependentNoise, LatentSpace, PixelSpace,
-                                 SharedNoise, dds_sample, ddim_invert, ddim_timesteps, gaussian_lowpass,
-                                 gradient_normal, latent_motion, latent_timesteps, least_squares, lowpass_sigma,
-                                 make_noise_sampler, make_space)
+from vidrestore.samplers import (
+    AVERAGE_SEED_STRIDE,
+    INIT_STEP,
+    SPACES,
+    IndependentNoise,
+    LatentSpace,
+    PixelSpace,
+    SharedNoise,
+    ddim_invert,
+    ddim_timesteps,
+    dds_sample,
+    gaussian_lowpass,
+    gradient_normal,
+    latent_motion,
+    latent_timesteps,
+    least_squares,
+    lowpass_sigma,
+    make_noise_sampler,
+    make_space,
+)
+
+from helpers import random_clip, smooth_clip, tiny_unet
 
 CPU = torch.device("cpu")
 

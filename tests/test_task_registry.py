@@ -13,12 +13,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import read_clip, smooth_clip, write_clip
 from vidrestore import operators as ops
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import UsageError
 from vidrestore.io import quantize
 from vidrestore.tasks import Degradation, Task, TaskOption, get_task, register, task_names, unregister
+
+from helpers import read_clip, smooth_clip, write_clip
 
 
 class Gain(ops.LinearOperator):

@@ -8,7 +8,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 from vidrestore import baselines
 from vidrestore import metrics as M
 from vidrestore import operators as ops
@@ -20,6 +19,8 @@ from vidrestore.tasks.deblur import deblur_initial_estimate
 from vidrestore.tasks.inpaint import inpaint_initial_estimate
 from vidrestore.tasks.interpolate import interpolate_initial_estimate
 from vidrestore.temporal.propagation import fill_smooth, propagate_known
+
+from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 
 runner = CliRunner()
 

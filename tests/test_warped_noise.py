@@ -5,16 +5,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import save_tiny_model, smooth_clip, tiny_unet, write_clip
 from vidrestore.cli import app
 from vidrestore.config import resolve_config
 from vidrestore.metrics import warping_error
 from vidrestore.operators import BoxDownsample
-from vidrestore.temporal import window_motion
 from vidrestore.priors import PixelDenoiser
-from vidrestore.samplers import (EquivarianceGuidance, PixelSpace, WarpedNoise, dds_sample, ddim_timesteps,
-                                 equivariance_energy, make_noise_sampler, update_steps)
-from vidrestore.temporal import backward_warp, occlusion_mask
+from vidrestore.samplers import (
+    EquivarianceGuidance,
+    PixelSpace,
+    WarpedNoise,
+    ddim_timesteps,
+    dds_sample,
+    equivariance_energy,
+    make_noise_sampler,
+    update_steps,
+)
+from vidrestore.temporal import backward_warp, occlusion_mask, window_motion
+
+from helpers import save_tiny_model, smooth_clip, tiny_unet, write_clip
 
 CPU = torch.device("cpu")
 SHAPE = (3, 32, 32)
@@ -332,8 +340,8 @@ def test_cli_with_warped_noise_and_equivariance_guidance(tmp_path):
 
 def test_shots_on_either_side_of_a_cut_are_restored_independently():
     from vidrestore.config import resolve_config
-    from vidrestore.solve import restore_window
     from vidrestore.operators import BoxDownsample
+    from vidrestore.solve import restore_window
 
     unet, scheduler = tiny_unet()
     prior = PixelDenoiser(unet, scheduler)

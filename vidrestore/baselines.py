@@ -161,9 +161,9 @@ def _symmetric_extend(x: np.ndarray) -> tuple[np.ndarray, int, int]:
     no wrap-around discontinuity causes ringing. Returns the offsets of the original.
     """
     h, w = x.shape[-2:]
-    a, l = h // 2, w // 2
-    pad = [(0, 0)] * (x.ndim - 2) + [(a, h - a), (l, w - l)]
-    return np.pad(x, pad, mode="symmetric"), a, l
+    top, left = h // 2, w // 2
+    pad = [(0, 0)] * (x.ndim - 2) + [(top, h - top), (left, w - left)]
+    return np.pad(x, pad, mode="symmetric"), top, left
 
 
 def _kernel_otf(kernel2d, shape: tuple[int, int], mode: str) -> np.ndarray:
@@ -198,9 +198,9 @@ def _deconvolve_frames(clip: Tensor, per_frame) -> Tensor:
     frames = clip.detach().to("cpu", torch.float64).numpy()
     out = np.empty((f, c, h, w), dtype=np.float32)
     for i in range(f):
-        ext, a, l = _symmetric_extend(frames[i])
+        ext, top, left = _symmetric_extend(frames[i])
         rec = per_frame(ext)
-        out[i] = np.clip(rec[:, a : a + h, l : l + w], 0.0, 1.0)
+        out[i] = np.clip(rec[:, top : top + h, left : left + w], 0.0, 1.0)
     return torch.from_numpy(out).to(clip.device)
 
 
@@ -293,7 +293,8 @@ def interpolate_blend(clip: Tensor, factor: int) -> Tensor:
     if n < 2 or factor == 1:
         return clip.detach().clone().float()
     a, b = clip[:-1].detach().float(), clip[1:].detach().float()
-    out = torch.empty((interpolated_length(n, factor),) + tuple(clip.shape[1:]), dtype=torch.float32, device=clip.device)
+    out = torch.empty((interpolated_length(n, factor),) + tuple(clip.shape[1:]), dtype=torch.float32,
+                      device=clip.device)
     for j in range(factor):
         t = j / factor
         out[j : (n - 1) * factor : factor] = (1 - t) * a + t * b

@@ -63,8 +63,9 @@ def motion_kernel(length: float, angle_degrees: float = 0.0) -> torch.Tensor:
     """Linear motion blur: a line segment of ``length`` pixels through the centre.
 
     ``length`` counts pixels along the line (end pixel centres are
-    ``length − 1`` apart; end pixels get about half weight). ``angle_degrees`` is measured counter-clockwise from the +x axis (image rows
-    grow downwards), as MATLAB's ``fspecial('motion')``. The segment is drawn
+    ``length − 1`` apart; end pixels get about half weight). ``angle_degrees``
+    is measured counter-clockwise from the +x axis (image rows grow downwards),
+    as MATLAB's ``fspecial('motion')``. The segment is drawn
     anti-aliased (densely sampled points splatted bilinearly), the kernel is
     point-symmetric about its centre, odd-sized and normalised to sum 1.
     """

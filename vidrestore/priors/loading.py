@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from vidrestore.errors import ModelError
-from vidrestore.runtime import auto_tile
 from vidrestore.priors.pixel import PixelDenoiser
+from vidrestore.runtime import auto_tile
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "vr-pixel-small"
@@ -167,7 +167,7 @@ def load_pixel_prior(model: str | None, device: torch.device, dtype: torch.dtype
     try:
         if layout["scheduler"] is None:
             raise FileNotFoundError
-        scheduler = DDPMScheduler.from_pretrained(location, subfolder=layout["scheduler"], **{"local_files_only": offline})
+        scheduler = DDPMScheduler.from_pretrained(location, subfolder=layout["scheduler"], local_files_only=offline)
     except Exception:
         scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
     unet = unet.to(device=device)

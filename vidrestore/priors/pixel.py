@@ -20,7 +20,8 @@ def blend_window(size: int, overlap: int, device, dtype) -> torch.Tensor:
         margin = overlap // 4
         ramp = torch.zeros(overlap, device=device, dtype=dtype)
         n = overlap - 2 * margin
-        ramp[margin:margin + n] = (1 - torch.cos(torch.linspace(0, math.pi, n + 2, device=device, dtype=dtype)[1:-1])) / 2
+        angles = torch.linspace(0, math.pi, n + 2, device=device, dtype=dtype)[1:-1]
+        ramp[margin:margin + n] = (1 - torch.cos(angles)) / 2
         ramp[margin + n:] = 1
         w[:overlap] = ramp
         w[-overlap:] = torch.minimum(w[-overlap:], torch.flip(ramp, [0]))

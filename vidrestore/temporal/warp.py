@@ -73,7 +73,8 @@ def backward_warp(
     of exactly ``(1, 0)`` returns the right-hand neighbour bit for bit.
     """
     if image.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2:
-        raise ValueError(f"expected image (N,C,H,W) and flow (N,2,H,W), got {tuple(image.shape)} and {tuple(flow.shape)}")
+        raise ValueError(f"expected image (N,C,H,W) and flow (N,2,H,W), got {tuple(image.shape)} and "
+                         f"{tuple(flow.shape)}")
     if padding_mode not in ("border", "zeros"):
         raise ValueError(f"padding_mode must be 'border' or 'zeros', got {padding_mode!r}")
     if mode not in ("bilinear", "bicubic", "nearest"):
