@@ -9,7 +9,10 @@ apart from the output's folder, so that only what the run writes is counted: a
 thread sums the allocated blocks of everything under the output's folder every
 0.1 s (the work folder, segments, hidden temporary outputs, the final output).
 Prints the peak, the output's size, their ratio and one window's share of the
-output (output bytes x chunk / frames).
+output (output bytes x chunk / frames); and the peak without the resume state
+(`*.npy` in the work folder: the float32 overlap frames kept for the cross-fade,
+a fixed size per run, about 2 x (overlap + 2) frames x W x H x 12 bytes while a
+state is replaced) next to the frames themselves.
 """
 from __future__ import annotations
 
@@ -25,11 +28,14 @@ from pathlib import Path
 import imageio_ffmpeg
 
 
-def tree_bytes(folder: Path) -> int:
-    """Allocated bytes of every file under `folder` (files may vanish while we walk)."""
+def tree_bytes(folder: Path, skip_state: bool = False) -> int:
+    """Allocated bytes of every file under `folder` (files may vanish while we walk); with
+    `skip_state`, without the resume state's `.npy` files."""
     total = 0
     for root, dirs, files in os.walk(folder):
         for name in files + dirs:
+            if skip_state and name.endswith(".npy"):
+                continue
             try:
                 total += os.lstat(os.path.join(root, name)).st_blocks * 512
             except OSError:
@@ -38,23 +44,28 @@ def tree_bytes(folder: Path) -> int:
 
 
 class Peak(threading.Thread):
-    """Polls `tree_bytes(folder)` every `interval` seconds until stopped; keeps the maximum."""
+    """Polls `tree_bytes(folder)` every `interval` seconds until stopped; keeps the maxima
+    with and without the resume state."""
 
     def __init__(self, folder: Path, interval: float = 0.1):
         super().__init__(daemon=True)
-        self.folder, self.interval, self.peak, self.samples = folder, interval, 0, 0
+        self.folder, self.interval, self.peak, self.peak_frames, self.samples = folder, interval, 0, 0, 0
         self.done = threading.Event()
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, tree_bytes(self.folder))
+        self.peak_frames = max(self.peak_frames, tree_bytes(self.folder, skip_state=True))
+        self.samples += 1
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.peak = max(self.peak, tree_bytes(self.folder))
-            self.samples += 1
+            self.sample()
             self.done.wait(self.interval)
 
     def stop(self) -> int:
         self.done.set()
         self.join()
-        self.peak = max(self.peak, tree_bytes(self.folder))
+        self.sample()
         return self.peak
 
 
@@ -97,6 +108,7 @@ def main() -> None:
     print(f"peak bytes:   {peak_bytes:>14,d}")
     print(f"output bytes: {output_bytes:>14,d}")
     print(f"peak/output:  {peak_bytes / output_bytes:14.2f}")
+    print(f"peak without the resume state (*.npy): {peak.peak_frames:,d} ({peak.peak_frames / output_bytes:.2f} x output)")
     print(f"one window:   {window:>14,.0f}  ({args.chunk} of {args.frames} frames of the output)")
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import smooth_clip
 from vidrestore import resume as resume_module
 from vidrestore.batch import restore_batch
 from vidrestore.config import resolve_config
@@ -22,6 +21,8 @@ from vidrestore.errors import OutputError
 from vidrestore.io import VideoWriter, check_output_not_input, join_videos, probe, read_frames, to_uint8
 from vidrestore.io._ffmpeg import ffmpeg_exe
 from vidrestore.resume import PartialRun, ResumeState
+
+from helpers import smooth_clip
 
 FPS = Fraction(30000, 1001)
 WINDOWS = [2, 2, 1]  # final frames per window

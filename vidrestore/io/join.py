@@ -31,8 +31,15 @@ from typing import Callable, Sequence
 from ..errors import InputError, OutputError
 from . import _ffmpeg
 from .probe import probe
-from .writer import (audio_args, audio_codec, check_output_free, commit_output, make_temp_output, output_kind,
-                     output_os_error)
+from .writer import (
+    audio_args,
+    audio_codec,
+    check_output_free,
+    commit_output,
+    make_temp_output,
+    output_kind,
+    output_os_error,
+)
 
 __all__ = ["join_videos"]
 
