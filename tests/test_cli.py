@@ -13,10 +13,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 from vidrestore.cli import app
 from vidrestore.io import probe
 from vidrestore.operators import BoxDownsample
+
+from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 
 runner = CliRunner()
 
@@ -228,7 +229,7 @@ def test_help_shows_examples():
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeypatch):
-    import vidrestore.pipeline as pipeline
+    import vidrestore.executors.local as local  # the in-process executor solves the windows
 
     common = ["superres", clip_dir / "low.mkv", "-x", 2, "--model", clip_dir / "tiny", "--steps", 2, "--chunk", 3,
               "--overlap", 1, "--reference", clip_dir / "low.mkv", "--quiet"]
@@ -236,7 +237,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeyp
     write_clip(clip_dir / "truth_x2.mkv", smooth_clip(6, 16, 24))
     assert run(*common, "-o", tmp_path / "whole").exit_code == 0
 
-    real, calls, crash_at = pipeline.solve_window, [], [2]
+    real, calls, crash_at = local.solve_window, [], [2]
 
     def counting(*args, **kwargs):
         calls.append(1)
@@ -244,7 +245,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeyp
             raise RuntimeError("power cut")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "solve_window", counting)
+    monkeypatch.setattr(local, "solve_window", counting)
     out = tmp_path / "resumed"
     assert run(*common, "-o", out).exit_code != 0
     assert not out.exists() and (tmp_path / "resumed.partial").is_dir()
@@ -258,6 +259,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(clip_dir, tmp_path, monkeyp
     resumed = json.loads((out / "metrics.json").read_text())
     for key in ("psnr", "ssim", "warping_error", "data_consistency_residual", "network_evaluations"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-9)
+    # the resumed attempt's speed is over the frames it restored; the earlier attempt's are said apart
+    assert whole["frames_resumed"] == 0 and resumed["frames_resumed"] == 2
+    assert resumed["frames_per_second"] == pytest.approx((resumed["frames"] - 2) / resumed["seconds"], rel=0.01)
 
     # --no-resume starts over
     calls.clear()

@@ -1,8 +1,10 @@
 import json
+import re
+import typing
 
 import pytest
 
-from vidrestore.config import RunConfig, available_presets, load_preset, resolve_config
+from vidrestore.config import RANGES, RunConfig, available_presets, load_preset, resolve_config
 from vidrestore.errors import UsageError
 
 
@@ -46,7 +48,7 @@ def test_preset_from_a_file(tmp_path):
     (["io.overwrite=maybe"], "expected true or false"),
     (["sampler=3"], "expected a mapping"),
     (["sampler.noise=pink"], "sampler.noise: 'pink' is not one of"),
-    (["sampler.steps=0"], "at least 1"),
+    (["sampler.steps=0"], r"sampler.steps must be in \[1, 1000\], got 0"),
     (["runtime.overlap=-1"], "runtime.overlap"),
     (["sampler.eta=1.5"], "sampler.eta"),
     (["guidance.flow_updates=-1"], "guidance.flow_updates"),
@@ -73,3 +75,48 @@ def test_config_round_trips_through_json():
     cfg = resolve_config("inpaint", None, ["degradation.boxes=['1,2,3,4']", "runtime.tile=64"])
     again = RunConfig.from_dict(json.loads(cfg.to_json()))
     assert again == cfg
+
+
+def _outside(low, high, low_open):
+    """Values just outside a range (and the bound itself where it is excluded)."""
+    values = []
+    if low is not None:
+        values.append(low if low_open else (low - 1 if isinstance(low, int) else low - 0.5))
+    if high is not None:
+        values.append(high + 1 if isinstance(high, int) else high + 0.5)
+    return values
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_every_numeric_key_is_range_checked_in_one_place(key):
+    low, high, low_open = RANGES[key]
+    inside = [v for v in (low, high) if v is not None and not (v == low and low_open)]
+    for value in inside:  # the bounds themselves are fine
+        resolve_config("superres", None, [f"{key}={value}"])
+    for value in _outside(low, high, low_open) + [".nan"] * isinstance(low if low is not None else high, float):
+        with pytest.raises(UsageError, match=f"^{re.escape(key)} must be "):
+            resolve_config("superres", None, [f"{key}={value}"])
+
+
+def test_every_numeric_config_field_has_a_range():
+    """A new numeric key must be added to RANGES (or it runs unchecked)."""
+    cfg = resolve_config("superres")
+    numeric = set()
+    for section in ("sampler", "latent", "guidance", "classical", "runtime", "io"):
+        for name, hint in typing.get_type_hints(type(getattr(cfg, section))).items():
+            if {int, float} & ({hint} | set(typing.get_args(hint))):
+                numeric.add(f"{section}.{name}")
+    assert numeric and numeric <= set(RANGES), numeric - set(RANGES)
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("0.02", 0.02), ("0", 0.0)])
+def test_a_number_or_a_word_key_takes_either(value, expected):
+    assert resolve_config("superres", None, [f"degradation.sigma_y={value}"]).degradation.sigma_y == expected
+
+
+def test_an_untyped_overlap_follows_the_chunk():
+    from vidrestore.windows import window_overlap
+
+    assert resolve_config("superres").runtime.overlap is None
+    assert [window_overlap(c, None, 0) for c in (16, 8, 4, 3, 1)] == [(16, 4), (8, 2), (4, 1), (3, 0), (1, 0)]
+    assert window_overlap(4, 9, 0) == (4, 3) and window_overlap(3, None, 1) == (3, 1)

@@ -55,6 +55,13 @@ def test_a_clean_8_bit_clip_estimates_to_zero(seed):
         assert estimate_sigma(quantize(smooth_clip(*shape, seed=seed))) == (0.0, [0.0, 0.0, 0.0])
 
 
+def test_tiny_frames_still_give_an_estimate():
+    assert estimate_sigma(quantize(smooth_clip(3, 8, 12)))[0] == 0.0
+    assert estimate_sigma(torch.zeros(2, 3, 2, 2)) == (0.0, [0.0, 0.0, 0.0])
+    sigma, _ = estimate_sigma(noisy(torch.full((6, 3, 8, 9), 0.5), 0.1))
+    assert 0.07 < sigma < 0.13
+
+
 def test_the_weight_follows_the_noise_and_the_timestep():
     assert proximal_weight(0.0, 0.5) == 0.0
     low, high = proximal_weight(0.04, 0.99), proximal_weight(0.04, 0.5)
@@ -88,7 +95,9 @@ def test_sigma_zero_keeps_exact_data_consistency():
     assert noise_gamma(resolve_config("deblur", flags={"degradation.sigma_y": 0})) == 0.0
     assert noise_gamma(resolve_config("deblur")) == 0.0  # "auto" not resolved: exact, as before
     gamma = noise_gamma(resolve_config("deblur", flags={"degradation.sigma_y": 0.02}))
-    assert callable(gamma) and gamma(0.99) > gamma(0.5) > 0
+    assert callable(gamma) and gamma(0.5) == gamma(0.9999) == 1.0  # DDS's γ = 1 (noise_weight 0)
+    gamma = noise_gamma(resolve_config("deblur", sets=["sampler.noise_weight=1"], flags={"degradation.sigma_y": 0.02}))
+    assert gamma(0.5) == 1.0 and gamma(0.9999) > 10  # more weight on the prior near t = 0
 
 
 def test_denoise_options():
@@ -176,20 +185,23 @@ def test_evaluate_denoise_with_the_baselines(files, tmp_path):
     pytest.importorskip("bm3d")
     out = tmp_path / "report"
     result = run("evaluate", files / "truth.mkv", "--task", "denoise", "--sigma", "0.06", "--model", files / "tiny",
-                 "--set", "sampler.steps=2", "--variant", "auto:preset=denoise-fast,degradation.sigma=auto",
-                 "-o", out, "--quiet")
+                 "--set", "sampler.steps=2", "--presets", "denoise,denoise-fast", "-o", out, "--quiet")
     assert result.exit_code == 0, result.output
     report = json.loads((out / "metrics.json").read_text())
-    assert set(report["methods"]) == {"input", "bm3d", "nlm", "initial", "none", "denoise", "auto"}
+    assert set(report["methods"]) == {"input", "bm3d", "nlm", "initial", "none", "denoise", "denoise-fast"}
     assert report["degradation"] == {"sigma": 0.06}
     truth, y = read_clip(out / "reference.mkv"), read_clip(out / "input.mkv")
     assert 0.045 < float((y - truth).std()) < 0.07  # seeded noise of σ 0.06, clipped at 0 and 1
     rows = report["methods"]
     assert rows["bm3d"]["psnr"] > rows["input"]["psnr"] + 3 and rows["nlm"]["psnr"] > rows["input"]["psnr"] + 3
-    auto = json.loads((out / "runs" / "auto" / "output.mkv.metrics.json").read_text())
-    assert auto["sigma_y_estimated"] and abs(auto["sigma_y"] - 0.06) < 0.15 * 0.06
     told = json.loads((out / "runs" / "denoise" / "output.mkv.metrics.json").read_text())
-    assert told["sigma_y"] == 0.06 and not told["sigma_y_estimated"]
+    assert told["sigma_y"] == 0.06 and not told["sigma_y_estimated"]  # the solvers are told the σ added
+    # the same input restored with σ estimated (the command line's default)
+    result = run("denoise", out / "input.mkv", "-o", tmp_path / "auto.mkv", "--reference", out / "reference.mkv",
+                 "--model", files / "tiny", "--preset", "denoise-fast", "--quiet")
+    assert result.exit_code == 0, result.output
+    auto = metrics_of(tmp_path / "auto.mkv")
+    assert auto["sigma_y_estimated"] and abs(auto["sigma_y"] - 0.06) < 0.15 * 0.06 and auto["psnr"] > 0
     result = run("evaluate", files / "truth.mkv", "--task", "denoise", "--sigma", "0.06", "--methods", "wiener",
                  "-o", tmp_path / "r2", "--quiet")
     assert result.exit_code == 2 and "unknown method 'wiener'" in result.stderr

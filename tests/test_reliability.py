@@ -487,3 +487,57 @@ def test_option_mixes_never_an_internal_error_through_main(tmp_path_factory, tas
     if code != 0:
         assert len([line for line in err.splitlines() if line.startswith("vidrestore: error")]) == 1, (args, err)
         assert sorted(p.name for p in d.iterdir()) == ["in.mkv"], (args, err)  # nothing left behind
+
+
+def test_two_runs_on_one_output_the_second_is_refused_and_the_first_keeps_its_own_frames(tmp_path):
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(16, 24, 24))
+    model = save_tiny_model(tmp_path / "tiny")
+    cmd = [sys.executable, "-m", "vidrestore", "superres", str(source), "-x", "2", "--model", str(model),
+           "--steps", "25", "--chunk", "2", "--overlap", "0", "--quiet"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = tmp_path / "out.mkv"
+    first = subprocess.Popen(cmd + ["-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = tmp_path / "out.mkv.partial" / "state.json"
+    deadline = time.time() + 120
+    while not state.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert first.poll() is None, "the first run finished before the second started"
+    second = subprocess.run(cmd + ["-o", str(out), "--set", "classical.smoothness=0.5", "--no-resume"], env=env,
+                            capture_output=True, text=True)
+    assert second.returncode == 4 and f"pid {first.pid}" in second.stderr, second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    subprocess.run(cmd + ["-o", str(tmp_path / "alone.mkv")], check=True, env=env, capture_output=True)
+    assert torch.equal(read_clip(out), read_clip(tmp_path / "alone.mkv"))
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(tmp_path):
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(3, 16, 24))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i}.png"), np.full((16, 24, 3), 100, np.uint8))
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a.mp4", "b.mp4"):  # a batch writes <stem>.mp4: these very files
+        write_clip(clips / name, smooth_clip(3, 16, 24))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for args in ([source, "-o", source], [frames, "-o", frames], [clips, "-o", clips], [source, "-o", tmp_path]):
+        result = run("superres", *args, "-x", 2, "--overwrite", "--model", "none", "--quiet")
+        assert result.exit_code == 4, (args, result.output)
+        assert "choose another -o" in result.stderr and "--overwrite" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_the_hidden_temporary_output_of_a_killed_final_encode_is_removed_by_the_next_run(tmp_path):
+    source = write_clip(tmp_path / "in.mkv", smooth_clip(3, 16, 24))
+    stale = [tmp_path / ".out.mkv.partial-0123abcd.mkv", tmp_path / ".out.mkv.partial-deadbeef.mp4"]
+    for path in stale:
+        path.write_bytes(b"half an encode")
+    result = run("superres", source, "-x", 2, "-o", tmp_path / "out.mkv", "--model", "none", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert not any(path.exists() for path in stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv", "out.mkv.config.json",
+                                                           "out.mkv.metrics.json"]

@@ -179,8 +179,18 @@ def _run(task: str, preset: str | None, sets: list[str] | None, quiet: bool, deb
                 _print_estimate(config, estimate_run, debug)
 
         if len(inputs) > 1 or len(paths) > 1 or is_video_folder(Path(inputs[0])):
-            show_estimate()
-            return _run_batch(config, paths, restore, quiet, debug, factory)
+            estimated: list[bool] = []
+
+            def restore_one(one, **kwargs) -> dict:  # after the batch's own checks: each file's notes, one estimate
+                def ready(notes: list[str]) -> None:
+                    for note in notes:
+                        _warn(note)
+                    if not estimated and not quiet:
+                        estimated.append(True)
+                        _print_estimate(config, estimate_run, debug)
+                return restore(one, **kwargs, on_ready=ready)
+
+            return _run_batch(config, paths, restore_one, quiet, debug, factory)
         result = restore(config, progress_factory=factory, on_ready=show_estimate)
         for warning in result.get("warnings", []):
             if warning not in shown:

@@ -54,6 +54,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "runtime.tile": (16, None, False),           # None = automatic
     "runtime.micro_batch": (1, None, False),
     "runtime.workers": (0, None, False),
+    "runtime.threads": (1, None, False),
     "runtime.retries": (0, None, False),
     "io.crf": (0, 51, False),
     "io.fps": (0.0, 1000.0, True),
@@ -65,8 +66,9 @@ class SamplerConfig:
     steps: int = 20
     eta: float = 0.15
     cg_iterations: int = 5
-    gamma: float = 0.0             # DDS proximal weight (σ_y > 0 adds noise_weight · σ_y² / σ_t² at each step)
-    noise_weight: float = 1.0      # σ_y > 0: scale of the data-consistency weight that follows σ_y and ᾱ_t
+    gamma: float = 0.0             # DDS proximal weight (σ_y > 0: at least 1, and noise_weight · σ_y² / σ_t²)
+    noise_weight: float = 0.0      # σ_y > 0: scale of a data-consistency weight σ_y² / σ_t² that follows ᾱ_t
+                                   # (0: DDS's constant γ = 1, measured best for deblur; denoise presets: 64)
     noise: str = "shared"          # independent | shared | warped (moves with the optical flow)
     start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
     average: int = 1               # average this many samples (higher PSNR, N× the time)
@@ -322,7 +324,7 @@ def _get(cfg: RunConfig, dotted: str) -> Any:
 
 def _check_range(key: str, value: Any) -> None:
     low, high, low_open = RANGES[key]
-    if value is None and key in ("runtime.tile", "runtime.overlap"):  # automatic
+    if value is None:  # an optional key not given: automatic (tile, overlap, threads)
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise UsageError(f"{key} must be a finite number, got {value}")

@@ -54,9 +54,18 @@ def block_rms(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def estimate_sigma_channels(frames: torch.Tensor) -> list[float]:
     """Raw noise std per channel of a clip (F, C, H, W) in [0, 1], pooled over the frames (quantisation
     noise included)."""
-    if frames.ndim != 4 or frames.shape[-1] < BLOCK + 2 or frames.shape[-2] < BLOCK + 2:
-        raise ValueError(f"expected a clip (F, C, H, W) of at least {BLOCK + 2}x{BLOCK + 2} pixels, "
-                         f"got {tuple(frames.shape)}")
+    if frames.ndim != 4:
+        raise ValueError(f"expected a clip (F, C, H, W), got {tuple(frames.shape)}")
+    h, w = frames.shape[-2:]
+    if h < 3 or w < 3:  # no high-pass fits: nothing can be told from the input
+        return [0.0] * frames.shape[1]
+    if h < BLOCK + 2 or w < BLOCK + 2:  # smaller than one block: the MAD of every high-pass value
+        x = frames.to(torch.float64).transpose(0, 1).reshape(frames.shape[1], -1, 1, h, w)
+        out = []
+        for channel in x:
+            r = F.conv2d(channel, HIGH_PASS.view(1, 1, 3, 3))
+            out.append(float(r.abs().median()) / 0.6744897501960817)
+        return out
     parts = [block_rms(frame) for frame in frames]
     rms, sat = torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
     out = []

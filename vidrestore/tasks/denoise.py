@@ -11,7 +11,7 @@ schedule starts there (`degradation.start_scale` > 0: the first timestep
 whose noise σ_t = √(1 − ᾱ_t) / (2√ᾱ_t) reaches start_scale · σ; the shared
 start noise tops up what the input lacks) and runs down to t = 0; every step's
 data consistency is the proximal step (x̂0 γ_t + y) / (1 + γ_t), with
-γ_t = sampler.noise_weight · σ² / σ_t² (`solve.noise_gamma`): early steps keep
+γ_t = max(1, sampler.noise_weight · σ² / σ_t²) (`solve.noise_gamma`): early steps keep
 what the input says, late ones the prior. Equivariance guidance and shared /
 warped noise work across frames as in the other tasks (presets).
 
