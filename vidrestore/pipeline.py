@@ -116,26 +116,30 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     dtype = resolve_dtype(cfg.runtime.dtype, device)
-    if on_ready is not None:
-        on_ready(list(plan.notes))
-    solve_cfg, noise = resolve_noise(cfg, plan.input, plan.info.fps)  # "auto": estimated once, from the input
-    executor = make_executor(solve_cfg, plan.task, device, dtype, (plan.height, plan.width))
+    # claim the work folder first: a second run on this output fails before its model loads
+    partial = PartialRun(plan.output, run_key(cfg), resume=cfg.runtime.resume, fps=plan.fps, width=plan.width,
+                         height=plan.height, crf=cfg.io.crf)
+    state = None
     try:
-        partial = PartialRun(plan.output, run_key(cfg), resume=cfg.runtime.resume, fps=plan.fps, width=plan.width,
-                             height=plan.height, crf=cfg.io.crf)
+        state = partial.load()
+        if on_ready is not None:
+            on_ready(list(plan.notes))
+        solve_cfg, noise = resolve_noise(cfg, plan.input, plan.info.fps)  # "auto": estimated once, from the input
+        executor = make_executor(solve_cfg, plan.task, device, dtype, (plan.height, plan.width))
         try:
-            state = partial.load()
             running, evaluations, prior = _solve_windows(cfg, plan, executor, partial, state, device,
                                                          progress_factory)
-            audio = cfg.io.audio and plan.info.has_audio and output_kind(plan.output) != "folder"
-            partial.finish(audio_from=plan.input if audio else None, overwrite=cfg.io.overwrite)
-        except InputError:  # an input that does not decode: a rerun cannot resume, keep nothing
-            partial.remove()
-            raise
         finally:
-            partial.release()
+            executor.close()
+        audio = cfg.io.audio and plan.info.has_audio and output_kind(plan.output) != "folder"
+        partial.finish(audio_from=plan.input if audio else None, overwrite=cfg.io.overwrite)
+    except BaseException as exc:
+        # nothing to resume (no window finished, or an input that does not decode): leave nothing behind
+        if isinstance(exc, InputError) or state is None or partial.windows_done == 0:
+            partial.remove()
+        raise
     finally:
-        executor.close()
+        partial.release()
     seconds = time.perf_counter() - started
     result = {
         "task": cfg.task, "input": str(plan.input), "output": str(plan.output), "frames": plan.frames,

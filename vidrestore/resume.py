@@ -58,7 +58,7 @@ STATE = "state.json"
 FORMAT = 2  # state.json layout: 2 = segments (1, PNG frames for every output, is started over)
 # config keys that change only how frames are encoded or reported, not the frames themselves
 IRRELEVANT = {"output", "quiet", "metrics", "preset"}
-IRRELEVANT_IO = {"overwrite", "crf", "audio"}
+IRRELEVANT_IO = {"overwrite", "crf", "audio", "strict"}
 IRRELEVANT_RUNTIME = {"workers", "ray", "retries", "threads"}  # where windows are solved does not change them
 
 
@@ -191,6 +191,12 @@ class PartialRun:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    @property
+    def windows_done(self) -> int:
+        """Windows finished and saved in the folder so far (0: nothing a rerun could resume)."""
+        data = self._read_state()
+        return int(data.get("windows_done", 0)) if data else 0
 
     def _work_dir(self) -> Path:
         return self.frames_dir if self.kind == "folder" else self.segments_dir
