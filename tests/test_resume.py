@@ -383,3 +383,35 @@ def test_a_batch_that_would_write_over_its_inputs_is_refused_before_anything_run
     assert calls == []
     assert [i.status for i in restore_batch(cfg, inputs, tmp_path / "out", restore)] == ["done", "done"]
     assert [i.status for i in restore_batch(cfg, [other], clips, restore)] == ["done"]  # next to the inputs
+
+
+def test_a_failed_save_keeps_the_previous_state_and_its_arrays(tmp_path, monkeypatch):
+    import torch
+
+    clip = frames()
+    out = tmp_path / "out.mkv"
+    partial = partial_run(out)
+    partial.load()
+    partial.append(clip[:2], 0)
+    pending = torch.full((1, 3, 16, 16), 0.25)
+    partial.commit(ResumeState(1, 2, 0, {}, pending=pending))
+    assert sorted(p.name for p in partial.folder.glob("*.npy")) == ["pending-000001.npy"]
+    real_save, calls = np.save, []
+
+    def failing_save(path, *args, **kwargs):  # the disk fills while the next window's state is saved
+        calls.append(path)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", failing_save)
+    partial.append(clip[2:4], 2)
+    with pytest.raises(OutputError, match="no space left|saving progress"):
+        partial.commit(ResumeState(2, 4, 0, {}, pending=pending + 0.5))
+    monkeypatch.setattr(np, "save", real_save)
+    partial.release()
+    # the window that failed left nothing: its segment and arrays are gone, the state is window 1's
+    again = partial_run(out)
+    state = again.load()
+    assert state.windows_done == 1 and state.frames_done == 2 and torch.equal(state.pending, pending)
+    assert sorted(p.name for p in again.folder.glob("*.npy")) == ["pending-000001.npy"]
+    assert len(list(again.segments_dir.iterdir())) == 1
+    again.remove()

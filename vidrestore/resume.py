@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 STATE = "state.json"
-FORMAT = 2  # state.json layout: 2 = segments (1, PNG frames for every output, is started over)
+FORMAT = 3  # state.json layout: 3 = segments + arrays named per window (an older layout is started over)
 # config keys that change only how frames are encoded or reported, not the frames themselves
 IRRELEVANT = {"output", "quiet", "metrics", "preset"}
 IRRELEVANT_IO = {"overwrite", "crf", "audio", "strict"}
@@ -246,10 +246,10 @@ class PartialRun:
         if data is None:
             return ResumeState()
         state = ResumeState(data["windows_done"], data["frames_done"], data["network_evaluations"], data["metrics"])
-        arrays = {name: self.folder / f"{name}.npy" for name in ("pending", "last_out", "last_ref")}
-        if arrays["pending"].exists():
+        arrays = {name: self.folder / file for name, file in data.get("arrays", {}).items()}
+        if "pending" in arrays:
             state.pending = torch.from_numpy(np.load(arrays["pending"], allow_pickle=False))
-        if arrays["last_out"].exists():
+        if "last_out" in arrays:
             state.last_pair = tuple(torch.from_numpy(np.load(arrays[n], allow_pickle=False))
                                     for n in ("last_out", "last_ref"))
         return state
@@ -296,6 +296,7 @@ class PartialRun:
         atomically: a crash before keeps the previous state, and the segment is dropped."""
         if state.frames_done != self._frames:
             raise ValueError(f"state says {state.frames_done} frames are done, {self._frames} were appended")
+        new_segment = None
         if self._writer is not None:
             writer, self._writer = self._writer, None
             try:
@@ -304,24 +305,37 @@ class PartialRun:
                 writer.abort()
                 self._frames = self._segment_start  # the window is done again after a resume
                 raise
-            self._segments.append({"file": writer.path.name, "first": self._segment_start,
-                                   "frames": writer.frames_written})
+            new_segment = {"file": writer.path.name, "first": self._segment_start, "frames": writer.frames_written}
+            self._segments.append(new_segment)
+        # the arrays are named after the window, and the previous ones are deleted only once state.json names
+        # the new ones: whenever the process dies, state.json and the arrays it names belong together
+        arrays = {}
         try:
             for name, tensor in (("pending", state.pending),
                                  ("last_out", state.last_pair[0] if state.last_pair else None),
                                  ("last_ref", state.last_pair[1] if state.last_pair else None)):
-                path = self.folder / f"{name}.npy"
-                if tensor is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    tmp = self.folder / f".{name}.tmp.npy"
-                    np.save(tmp, tensor.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
-                    os.replace(tmp, path)
+                if tensor is not None:
+                    arrays[name] = f"{name}-{state.windows_done:06d}.npy"
+                    np.save(self.folder / arrays[name], tensor.detach().cpu().numpy().astype(np.float32),
+                            allow_pickle=False)
             self._save({"windows_done": state.windows_done, "frames_done": state.frames_done,
                         "network_evaluations": state.network_evaluations, "metrics": state.metrics,
-                        "assembling": False})
+                        "assembling": False, "arrays": arrays})
         except OSError as exc:
+            if new_segment is not None:  # this window is not done: its segment goes with it
+                self._segments.remove(new_segment)
+                (self.segments_dir / new_segment["file"]).unlink(missing_ok=True)
+                self._frames = self._segment_start
+            self._drop_unlisted_arrays()
             raise output_os_error(self.folder, exc, "saving progress") from None
+        self._drop_unlisted_arrays()
+
+    def _drop_unlisted_arrays(self) -> None:
+        """Delete the saved arrays state.json does not name (the previous window's, or a failed save's)."""
+        listed = set((self._saved or {}).get("arrays", {}).values())
+        for path in self.folder.glob("*.npy"):
+            if path.name not in listed:
+                path.unlink(missing_ok=True)
 
     def _save(self, values: dict) -> None:
         data = {**(self._saved or {}), **values, **self._identity(), "segments": self._segments}
