@@ -204,7 +204,7 @@ def test_default_diffusion_run_of_each_task(data, tmp_path):
     (["--task", "superres", "--presets", "nope"], 2, "unknown preset 'nope'"),
     (["--task", "superres", "--noise", "pink"], 2, "sampler.noise: 'pink'"),
     (["--task", "superres", "--variant", "novalue"], 2, "--variant 'novalue'"),
-    (["--task", "superres", "--set", "sampler.steps=0"], 2, "sampler.steps must be at least 1"),
+    (["--task", "superres", "--set", "sampler.steps=0"], 2, "sampler.steps must be in [1, "),
     (["--task", "superres", "--progress", "xml"], 2, "--progress 'xml'"),
     (["--task", "interpolate", "--frames", "1"], 2, "--frames must be at least 2"),
 ])

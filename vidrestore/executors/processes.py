@@ -101,8 +101,10 @@ class ProcessPool:
             if conn in ready or conn.poll():
                 try:
                     results.append((w, conn.recv()))
-                except (EOFError, OSError):
-                    results.append((w, WorkerDied("its pipe closed")))
+                except (EOFError, OSError):  # it died: say how, if it has ended by now
+                    proc.join(SHUTDOWN_SECONDS)
+                    results.append((w, WorkerDied("its pipe closed" if proc.exitcode is None
+                                                  else f"exit code {proc.exitcode}")))
             elif proc.sentinel in ready:
                 proc.join(1)
                 results.append((w, WorkerDied(f"exit code {proc.exitcode}")))
