@@ -46,3 +46,9 @@ class BatchError(VidrestoreError):
     """Some files of a batch failed (each was reported; the others were restored)."""
 
     exit_code = 7
+
+
+class WorkerError(VidrestoreError):
+    """A window could not be solved after every retry: its workers (processes, Ray actors) kept dying."""
+
+    exit_code = 8

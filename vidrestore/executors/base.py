@@ -21,14 +21,8 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from vidrestore.errors import VidrestoreError
+from vidrestore.errors import WorkerError
 from vidrestore.solve import SolvedWindow
-
-
-class WorkerError(VidrestoreError):
-    """A window could not be solved after every retry (its workers kept dying)."""
-
-    exit_code = 8
 
 
 @dataclass
