@@ -183,6 +183,13 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: P
 
     prior = {"model": "none" if cfg.model == "none" else cfg.model}
     try:
+        if pending is None and 0 < state.windows_done < len(windows):
+            # the shared tail was not saved (see `_tail_is_own`): solve the last finished window again for it
+            w = state.windows_done - 1
+            (ys, ye), (xs, _) = windows[w], task.x_range(*windows[w])
+            job = WindowJob(w, inputs.get(ys, ye), {n: s.get(ys, ye) for n, s in streams.items()},
+                            list(range(xs, task.x_range(ys, ye)[1])))
+            pending = next(iter(executor.solve([job]))).x[task.x_range(*windows[w + 1])[0] - xs:]
         for w, solved in zip(range(state.windows_done, len(windows)),
                              executor.solve(jobs(), on_step=progress.step if progress else None)):
             last, (xs, xe) = w + 1 == len(windows), task.x_range(*windows[w])
@@ -198,7 +205,9 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: P
                 if refs is not None:
                     running.add_reference(to_tensor(frames_u8), to_tensor(refs.get(written, written + keep)))
                 written += keep
-            partial.commit(ResumeState(w + 1, written, evaluations, running.state(), pending, running.last_pair))
+            # a tail a rerun can compute again is not saved: the disk holds the output, not float frames
+            saved = None if _tail_is_own(task, windows, w) else pending
+            partial.commit(ResumeState(w + 1, written, evaluations, running.state(), saved, running.last_pair))
             if progress:
                 progress.frames(written, executor.stats.state)
     finally:
@@ -210,3 +219,13 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: P
     if written != plan.frames:
         raise OutputError(f"{plan.output}: restored {written} frames, expected {plan.frames}")
     return running, evaluations, prior
+
+
+def _tail_is_own(task: Task, windows: list[tuple[int, int]], w: int) -> bool:
+    """Whether window w's frames shared with the next are its own solve alone (the cross-fade with the
+    window before reaches only its first frames), so that solving it again gives them exactly."""
+    if w + 1 >= len(windows):
+        return True
+    start, stop = task.x_range(*windows[w])
+    shared_before = task.x_range(*windows[w - 1])[1] - start if w > 0 else 0
+    return task.x_range(*windows[w + 1])[0] - start >= shared_before
