@@ -59,3 +59,14 @@ def read_clip(path: Path) -> torch.Tensor:
 
 def random_clip(shape, seed=0, dtype=torch.float32) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def load_script(name: str):
+    """A module of scripts/ (e.g. "golden"), for tests of the project's own scripts."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,20 +6,14 @@ and says why. See scripts/golden.py for the runs.
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "golden.py"
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def golden():
-    spec = importlib.util.spec_from_file_location("golden", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("golden")
 
 
 def test_every_preset_gives_the_recorded_frames(golden):
