@@ -111,7 +111,11 @@ def video_with_audio(tmp: Path, name: str, audio_codec: str, n: int = 25) -> Pat
 
 
 def child_processes() -> list[str]:
-    """Command lines of this process's children (zombies included), from /proc."""
+    """Command lines of this process's children (zombies included), from /proc.
+
+    Python's multiprocessing resource tracker is left out: an earlier test that
+    spawned worker processes starts it once, and it lives as long as pytest.
+    """
     me, found = os.getpid(), []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -120,7 +124,9 @@ def child_processes() -> list[str]:
             stat = (entry / "stat").read_text()
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             if ppid == me:
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if "multiprocessing.resource_tracker" not in cmdline:
+                    found.append(cmdline)
         except (OSError, ValueError, IndexError):
             continue
     return found
