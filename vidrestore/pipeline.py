@@ -128,7 +128,7 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]
         executor = make_executor(solve_cfg, plan.task, device, dtype, (plan.height, plan.width))
         try:
             running, evaluations, prior = _solve_windows(cfg, plan, executor, partial, state, device,
-                                                         progress_factory)
+                                                         progress_factory, started)
         finally:
             executor.close()
         audio = cfg.io.audio and plan.info.has_audio and output_kind(plan.output) != "folder"
@@ -140,14 +140,15 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]
         raise
     finally:
         partial.release()
-    seconds = time.perf_counter() - started
+    attempt = time.perf_counter() - started
+    seconds = state.seconds + attempt  # earlier attempts count up to their last finished window
     result = {
         "task": cfg.task, "input": str(plan.input), "output": str(plan.output), "frames": plan.frames,
         "width": plan.width, "height": plan.height, "fps": str(plan.fps), "fps_float": float(plan.fps),
-        # a resumed run: `seconds` and `frames_per_second` are this attempt's, over the frames it restored (the
-        # state of a resume does not keep the earlier attempts' time); `frames_resumed` were finished before
-        "seconds": round(seconds, 3), "frames_resumed": state.frames_done,
-        "frames_per_second": round((plan.frames - state.frames_done) / seconds, 4) if seconds > 0 else None,
+        # a resumed run: `seconds` and `frames_per_second` cover every attempt (each up to its last finished
+        # window: the work an interruption lost is not counted); `frames_resumed` were finished before this one
+        "seconds": round(seconds, 3), "seconds_this_attempt": round(attempt, 3), "frames_resumed": state.frames_done,
+        "frames_per_second": round(plan.frames / seconds, 4) if seconds > 0 else None,
         "model": cfg.model, **prior, "network_evaluations": evaluations, "device": str(device),
         "seed": cfg.runtime.seed, "preset": cfg.preset, "noise": cfg.sampler.noise if prior.get("nfe") else None,
         **noise,
@@ -160,9 +161,9 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]
 
 
 def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: PartialRun, state: ResumeState,
-                   device: torch.device, progress_factory) -> tuple[RunningMetrics, int, dict]:
+                   device: torch.device, progress_factory, started: float) -> tuple[RunningMetrics, int, dict]:
     """Hand the windows not finished before to the executor; stitch what comes back (in order) and give
-    finished frames to `partial`. Returns the running metrics, the network evaluations and the prior's info."""
+    finished frames to `partial` (`started`: this attempt's start, on `time.perf_counter`). Returns the running metrics, the network evaluations and the prior's info."""
     task, windows, chunk = plan.task, plan.windows, cfg.runtime.chunk
     inputs = FrameWindows(read_frames(plan.input, chunk, folder_fps=plan.info.fps, strict=cfg.io.strict,
                                       warnings=plan.notes), str(plan.input))  # decode errors: a warning
@@ -207,7 +208,9 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: P
                 written += keep
             # a tail a rerun can compute again is not saved: the disk holds the output, not float frames
             saved = None if _tail_is_own(task, windows, w) else pending
-            partial.commit(ResumeState(w + 1, written, evaluations, running.state(), saved, running.last_pair))
+            seconds = state.seconds + time.perf_counter() - started
+            partial.commit(ResumeState(w + 1, written, evaluations, running.state(), seconds, saved,
+                                       running.last_pair))
             if progress:
                 progress.frames(written, executor.stats.state)
     finally:

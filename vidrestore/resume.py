@@ -83,6 +83,7 @@ class ResumeState:
     frames_done: int = 0
     network_evaluations: int = 0
     metrics: dict = field(default_factory=dict)      # RunningMetrics' sums
+    seconds: float = 0.0                             # wall time of the attempts so far, up to their last window
     pending: torch.Tensor | None = None             # frames shared with the next window, before cross-fade
     last_pair: tuple[torch.Tensor, torch.Tensor] | None = None  # for the warping error across windows
 
@@ -245,7 +246,8 @@ class PartialRun:
         data = self._saved
         if data is None:
             return ResumeState()
-        state = ResumeState(data["windows_done"], data["frames_done"], data["network_evaluations"], data["metrics"])
+        state = ResumeState(data["windows_done"], data["frames_done"], data["network_evaluations"], data["metrics"],
+                            data.get("seconds", 0.0))
         arrays = {name: self.folder / file for name, file in data.get("arrays", {}).items()}
         if "pending" in arrays:
             state.pending = torch.from_numpy(np.load(arrays["pending"], allow_pickle=False))
@@ -320,7 +322,7 @@ class PartialRun:
                             allow_pickle=False)
             self._save({"windows_done": state.windows_done, "frames_done": state.frames_done,
                         "network_evaluations": state.network_evaluations, "metrics": state.metrics,
-                        "assembling": False, "arrays": arrays})
+                        "seconds": state.seconds, "assembling": False, "arrays": arrays})
         except OSError as exc:
             if new_segment is not None:  # this window is not done: its segment goes with it
                 self._segments.remove(new_segment)
