@@ -14,7 +14,14 @@ from vidrestore.config import RunConfig
 from vidrestore.errors import InputError, ModelError
 from vidrestore.io import probe
 from vidrestore.priors import model_kind, resolve_model_location
-from vidrestore.priors.estimate import Estimate, estimate, latent_network_cost, pixel_network_cost, read_config
+from vidrestore.priors.estimate import (
+    Estimate,
+    estimate,
+    latent_network_cost,
+    pixel_forward_rate,
+    pixel_network_cost,
+    read_config,
+)
 from vidrestore.priors.loading import hub_offline
 from vidrestore.runtime import resolve_device, resolve_dtype
 from vidrestore.samplers import ddim_timesteps, latent_timesteps
@@ -69,10 +76,17 @@ def estimate_run(cfg: RunConfig) -> Estimate:
         timesteps = train_timesteps(location, offline)
         side = cfg.runtime.tile
         cost = pixel_network_cost(unet_config, min(height, side or height), min(width, side or width), dtype, mb)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.runtime.threads or threads)  # timed as the run will compute (one worker)
+        try:
+            rate = pixel_forward_rate(unet_config, min(height, side or height), min(width, side or width), device,
+                                      dtype)
+        finally:
+            torch.set_num_threads(threads)
         return estimate(cost, height=height, width=width, window_frames=frames,
                         unet_passes=network_evaluations_per_frame(cfg, "pixel", timesteps, False) * (height * width) /
                         (min(height, side or height) * min(width, side or width)), vae_passes=0,
-                        device=device, dtype=dtype)
+                        device=device, dtype=dtype, rate=rate)
     lat = cfg.latent
     unet_config = read_config(location, "unet/config.json", offline)
     vae_location = location if lat.vae is None else (Path(lat.vae).expanduser() if Path(lat.vae).expanduser().exists()

@@ -3,8 +3,12 @@
 The networks are built on PyTorch's "meta" device (shapes only, no memory)
 and run once on a frame of the run's size: a FLOP counter gives the work per
 frame, and a dispatch hook that follows the lifetime of every intermediate
-tensor gives the peak activation memory. Time = work / (a GEMM rate measured on
-the chosen device × EFFICIENCY): an order of magnitude, not a promise.
+tensor gives the peak activation memory. Time = work / a rate. For a pixel
+prior the rate is that of a timed forward pass of its architecture (random
+weights, one frame of at most PROBE_SIDE² pixels) on the chosen device, which
+follows the machine's real speed and load; latent models are too large to
+build for an estimate, so their rate is a GEMM rate measured on the device ×
+EFFICIENCY, an order of magnitude, not a promise.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+PROBE_SIDE = 128        # largest side of the frame a pixel prior's timed forward pass runs on
+PROBE_SECONDS = 0.2     # the timed passes run at least this long (at most PROBE_PASSES passes)
+PROBE_PASSES = 3
 EFFICIENCY = 0.4        # fraction of the measured GEMM rate a UNet / VAE reaches (convolutions, attention, norms)
 CG_VECTORS = 8          # clip-sized float32 tensors alive during CG (y-side, b, x, r, p, Ap, x̂0, initial estimate)
 GIB = 2 ** 30
@@ -123,6 +130,38 @@ def pixel_network_cost(unet_config: dict, height: int, width: int, dtype: torch.
     return NetworkCost(_params_bytes(unet, dtype), peak, flops / micro_batch, 0.0)
 
 
+def pixel_forward_rate(unet_config: dict, height: int, width: int, device: torch.device,
+                       dtype: torch.dtype) -> float:
+    """FLOP/s of the pixel prior's forward pass on `device`, timed on one frame of at most PROBE_SIDE² pixels
+    with random weights (a generator of its own: the global random state is left alone)."""
+    from diffusers import UNet2DModel
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()
+    with torch.device("meta"):
+        unet = UNet2DModel.from_config(unet_config)
+    unet = unet.to_empty(device=device).to(dtype).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in unet.parameters():  # small random weights: uninitialised memory may hold NaNs or denormals
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+        for b in unet.buffers():
+            b.zero_()
+        multiple = 2 ** (len(unet.config.block_out_channels) - 1)
+        h, w = (max(multiple, min(side, PROBE_SIDE) // multiple * multiple) for side in (height, width))
+        x = torch.randn(1, unet.config.in_channels, h, w, generator=generator).to(device, dtype)
+        t = torch.full((1,), 500, dtype=torch.long, device=device)
+        with FlopCounterMode(display=False) as counter:  # the warm-up pass counts the work
+            unet(x, t)
+        passes, started = 0, time.perf_counter()
+        while passes < PROBE_PASSES and (passes == 0 or time.perf_counter() - started < PROBE_SECONDS):
+            unet(x, t)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            passes += 1
+    return counter.get_total_flops() * passes / (time.perf_counter() - started)
+
+
 _RATES: dict[tuple[str, torch.dtype], float] = {}
 
 
@@ -157,8 +196,9 @@ class Estimate:
     clip_gib: float
     memory_gib: float
     tflop_per_frame: float
-    device_tflops: float
+    device_tflops: float    # the rate the time assumes: measured on the network, or a GEMM rate × EFFICIENCY
     seconds_per_frame: float
+    rate_from: str = "GEMM"  # "forward pass" (the network itself, timed) or "GEMM" (× EFFICIENCY)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,18 +207,24 @@ class Estimate:
         return (f"estimate on {self.device} ({self.dtype}), {self.width}x{self.height}, {self.window_frames} frames "
                 f"per chunk: ~{self.memory_gib:.2f} GiB peak (weights {self.weights_gib:.2f}, activations "
                 f"{self.activations_gib:.2f}, clip {self.clip_gib:.2f}); ~{self.seconds_per_frame:.3g} s per frame "
-                f"({self.tflop_per_frame:.3g} TFLOP at ~{self.device_tflops * EFFICIENCY:.3g} TFLOP/s)")
+                f"({self.tflop_per_frame:.3g} TFLOP at ~{self.device_tflops:.3g} TFLOP/s, {self.rate_from})")
+
+
+def _digits(value: float, significant: int = 4) -> float:
+    return float(f"{value:.{significant}g}")
 
 
 def estimate(cost: NetworkCost | None, *, height: int, width: int, window_frames: int, unet_passes: float,
              vae_passes: float, device: torch.device, dtype: torch.dtype, rate: float | None = None) -> Estimate:
     """Peak memory of one chunk and time per output frame; `unet_passes` / `vae_passes` per frame
-    (steps × CFG passes, inversion included; decode + encode pairs)."""
+    (steps × CFG passes, inversion included; decode + encode pairs). `rate`: the network's own measured
+    FLOP/s (`pixel_forward_rate`); without it, the device's GEMM rate × EFFICIENCY."""
     clip = CG_VECTORS * window_frames * 3 * height * width * 4
     flops = 0.0 if cost is None else cost.unet_flops * unet_passes + cost.vae_flops * vae_passes
-    rate = rate if rate is not None else (device_flops(device, dtype) if flops else 1.0)
+    measured = rate is not None
+    rate = rate if measured else (device_flops(device, dtype) * EFFICIENCY if flops else 1.0)
     weights, acts = (cost.weights, cost.activations) if cost is not None else (0, 0)
     return Estimate(str(device), str(dtype).replace("torch.", ""), width, height, window_frames,
                     round(weights / GIB, 3), round(acts / GIB, 3), round(clip / GIB, 3),
-                    round((weights + acts + clip) / GIB, 3), round(flops / 1e12, 4), round(rate / 1e12, 3),
-                    round(flops / (rate * EFFICIENCY), 4) if flops else 0.0)
+                    round((weights + acts + clip) / GIB, 3), _digits(flops / 1e12), _digits(rate / 1e12),
+                    round(flops / rate, 4) if flops else 0.0, "forward pass" if measured else f"GEMM × {EFFICIENCY}")
