@@ -3,7 +3,10 @@
 
 A fully convolutional diffusers UNet2DModel (no attention, so any resolution
 works), epsilon-prediction, linear DDPM schedule with 1000 steps, trained on
-random crops of the stills in `stills.py` (held-out images excluded). EMA
+random crops of the stills in `stills.py` (held-out images excluded) and of
+the photographs from Debian's wallpaper packages in `debian_photos.py` (fetched
+with apt-get into a cache folder on first use; `--no-debian-photos` trains
+without them). EMA
 weights are exported in diffusers DDPMPipeline layout (model_index.json,
 unet/, scheduler/) as fp32 or (`--export-dtype fp16`) fp16 safetensors.
 
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 import cv2
+import debian_photos
 import numpy as np
 import stills
 import torch
@@ -33,6 +37,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from safetensors.torch import load_file, save_file
 
 NATURAL = {"astronaut", "china.jpg", "flower.jpg", "motorcycle_left", "motorcycle_right", "hubble_deep_field"}
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,6 +77,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--export-dtype", choices=("fp32", "fp16"), default="fp32",
                    help="fp32 lets a later --init-from continue without rounding loss; fp16 halves the size "
                         "(the shipped model must stay under 30 MB)")
+    p.add_argument("--no-debian-photos", action="store_true",
+                   help="train on the skimage/sklearn stills only, without the Debian wallpaper photographs")
+    p.add_argument("--debian-cache", type=Path, default=debian_photos.DEFAULT_CACHE,
+                   help="where the Debian packages are downloaded and unpacked (once; reruns need no network)")
+    p.add_argument("--photo-max-side", type=positive_int, default=1024,
+                   help="area-downscale each Debian photograph so its longer side is at most this many pixels")
     p.add_argument("--export-only", action="store_true",
                    help="export the EMA weights of the last checkpoint in --work and exit (no training)")
     return p.parse_args()
@@ -74,10 +91,11 @@ def parse_args() -> argparse.Namespace:
 class CropSampler:
     """Random crops at random scales, flips, 90° rotations and mild colour jitter."""
 
-    def __init__(self, images: dict[str, np.ndarray], crop: int, rng: np.random.Generator):
+    def __init__(self, images: dict[str, np.ndarray], crop: int, rng: np.random.Generator,
+                 natural: set[str] = NATURAL):
         self.names = list(images)
         self.images = [images[n] for n in self.names]
-        weights = np.array([math.sqrt(im.shape[0] * im.shape[1]) * (2.0 if n in NATURAL else 1.0)
+        weights = np.array([math.sqrt(im.shape[0] * im.shape[1]) * (2.0 if n in natural else 1.0)
                             for n, im in zip(self.names, self.images)])
         self.p = weights / weights.sum()
         self.crop = crop
@@ -247,9 +265,17 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
 
-    images = stills.training_stills()
+    photos: dict[str, np.ndarray] = {}
+    debian_versions: dict[str, str] = {}
+    if not args.no_debian_photos:
+        try:
+            photos, debian_versions = debian_photos.training_photos(args.debian_cache, args.photo_max_side)
+        except debian_photos.DebianPhotosError as exc:
+            raise SystemExit(f"error: {exc}") from None
+    images = {**stills.training_stills(), **photos}
     assert not set(images) & set(stills.HELD_OUT)
-    sampler = CropSampler(images, args.crop, rng)
+    # the Debian photographs are natural colour photographs too: drawn twice as often as textures
+    sampler = CropSampler(images, args.crop, rng, NATURAL | set(photos))
     scheduler = build_scheduler()
     alphas = scheduler.alphas_cumprod.to(device)
 
@@ -277,7 +303,7 @@ def main() -> None:
         phases.append({"from_step": step, "minutes": args.minutes, "lr": args.lr,
                        "batch": args.batch, "crop": args.crop,
                        "low_noise_fraction": args.low_noise_fraction, "low_noise_max": args.low_noise_max,
-                       "bf16": args.bf16})
+                       "bf16": args.bf16, "debian_photos": not args.no_debian_photos})
         phases_path.write_text(json.dumps(phases, indent=2))
 
     start = time.time()
@@ -325,7 +351,7 @@ def main() -> None:
         export(ema, scheduler, args.export, {
             "steps": step, "wall_time_s": round(elapsed, 1), "parameters": n_params, "ema_decay": args.ema_decay, "device": str(device),
             "threads": args.threads, "phases": phases, "training_images": sorted(images), "held_out": list(stills.HELD_OUT),
-            "dtype": args.export_dtype,
+            "dtype": args.export_dtype, "debian_packages": debian_versions,
         }, args.export_dtype)
     print(f"done: {step} steps, {elapsed / 60:.1f} min, {n_params / 1e6:.2f} M parameters")
 

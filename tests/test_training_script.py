@@ -12,7 +12,8 @@ import torch
 from vidrestore.priors import load_prior
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-TINY = ["--channels", "16,32", "--batch", "2", "--crop", "16", "--warmup", "1", "--threads", "1"]
+TINY = ["--channels", "16,32", "--batch", "2", "--crop", "16", "--warmup", "1", "--threads", "1",
+        "--no-debian-photos"]  # the Debian photographs are tested with a fake apt-get in test_debian_photos.py
 
 
 def train(*args: str) -> None:
