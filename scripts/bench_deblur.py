@@ -23,8 +23,8 @@ from pathlib import Path
 
 from benchlib import EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_clips, write_section
 
-KEYS = ["psnr", "ssim", "warping_error", "flicker", "seconds_per_frame"]
-HEADER = ["method", "PSNR dB", "SSIM", "warping error", "flicker", "s / frame"]
+KEYS = ["psnr", "ssim", "swd", "sharpness", "warping_error", "flicker", "seconds_per_frame"]
+HEADER = ["method", "PSNR dB", "SSIM", "SWD", "sharpness", "warping error", "flicker", "s / frame"]
 PRESETS = ["deblur", "deblur-fast"]
 DEGRADATIONS = {
     "Gaussian σ=2": ["--kernel", "gaussian:2"],

@@ -29,8 +29,8 @@ from benchlib import (
     write_section,
 )
 
-KEYS = ["psnr", "ssim", "warping_error", "seconds_per_frame"]
-HEADER = ["method", "PSNR dB", "SSIM", "warping error", "s / frame"]
+KEYS = ["psnr", "ssim", "swd", "sharpness", "warping_error", "seconds_per_frame"]
+HEADER = ["method", "PSNR dB", "SSIM", "SWD", "sharpness", "warping error", "s / frame"]
 PRESETS = ["denoise", "denoise-fast"]
 SIGMAS = {"10/255": 10 / 255, "25/255": 25 / 255}
 AUTO_PRESET = "denoise-fast"

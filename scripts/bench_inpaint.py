@@ -23,8 +23,8 @@ import torch
 
 from benchlib import EVALUATE_NOTE, ROOT, evaluate_clips, evaluate_table, make_clips, write_lossless, write_section
 
-KEYS = ["psnr_unknown", "psnr", "ssim", "warping_error", "flicker", "seconds_per_frame"]
-HEADER = ["method", "PSNR dB (hole)", "PSNR dB (frame)", "SSIM", "warping error", "flicker", "s / frame"]
+KEYS = ["psnr_unknown", "psnr", "ssim", "swd", "sharpness", "warping_error", "flicker", "seconds_per_frame"]
+HEADER = ["method", "PSNR dB (hole)", "PSNR dB (frame)", "SSIM", "SWD", "sharpness", "warping error", "flicker", "s / frame"]
 PRESETS = ["inpaint", "inpaint-fast"]
 AREA = 0.10
 

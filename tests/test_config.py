@@ -102,7 +102,7 @@ def test_every_numeric_config_field_has_a_range():
     """A new numeric key must be added to RANGES (or it runs unchecked)."""
     cfg = resolve_config("superres")
     numeric = set()
-    for section in ("sampler", "latent", "guidance", "classical", "runtime", "io"):
+    for section in ("sampler", "latent", "guidance", "classical", "runtime", "io", "adapt"):
         for name, hint in typing.get_type_hints(type(getattr(cfg, section))).items():
             if {int, float} & ({hint} | set(typing.get_args(hint))):
                 numeric.add(f"{section}.{name}")

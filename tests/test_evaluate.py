@@ -11,13 +11,15 @@ from typer.testing import CliRunner
 
 from vidrestore import metrics as M
 from vidrestore import operators as ops
+from vidrestore import realism
 from vidrestore.cli import app
 
 from helpers import read_clip, save_tiny_model, smooth_clip, write_clip
 
 runner = CliRunner()
 REPORT_FILES = ("index.md", "metrics.json", "input.mkv", "reference.mkv", "psnr_per_frame.png",
-                "warping_error_per_frame.png", "quality_vs_time.png", "strip.png")
+                "warping_error_per_frame.png", "quality_vs_time.png", "swd_per_level.png", "realism_vs_psnr.png",
+                "strip.png")
 
 
 def run(*args):
@@ -76,6 +78,8 @@ def test_report_numbers_equal_the_per_run_metrics_files(superres_report):
         restored = read_clip(out / row["output"])
         assert row["psnr"] == pytest.approx(M.psnr(restored, truth), rel=1e-6)  # the pipeline sums in float32
         assert row["flicker"] == pytest.approx(M.flicker(restored, truth), abs=1e-12)
+        assert row["swd"] == realism.sliced_wasserstein(restored, truth).mean and row["swd"] > 0
+        assert row["sharpness"] == realism.sharpness_ratio(restored, truth)
         assert f"| {name} | {row['psnr']:.2f} |" in (out / "index.md").read_text()
     assert report["methods"]["superres-fast+warped"]["nfe"] == 2
 

@@ -30,4 +30,5 @@ def test_quick_run_writes_a_report_of_every_case(gpu_check, tmp_path):
     assert cases[("prior", "fp32")]["status"] == "ok" and cases[("prior", "fp32")]["seconds_per_frame_step"] > 0
     assert cases[("prior", "fp16")]["status"] == "skipped"  # CPU: half precision is CUDA only
     assert cases[("tiny-sd-superres", None)]["status"] == "skipped"  # --quick
+    assert cases[("tiny-sd-edit", None)]["status"] == "skipped"
     assert code == 0

@@ -99,7 +99,8 @@ OPTIONS = st.sampled_from(["-x", "--steps", "--seed", "--chunk", "--overlap", "-
                            "--dilate", "--sigma-y", "--degradation", "--mask"])
 VALUES = st.one_of(st.integers(-5, 40).map(str), st.text(min_size=0, max_size=12),
                    st.sampled_from(["gaussian:2", "uniform:0", "motion:3,x", "cuda:3", "shared", "fp16", "1,2,3",
-                                    "sampler.steps=0", "a=b", "inf", "nan", "-1e9"]))
+                                    "sampler.steps=0", "a=b", "inf", "nan", "-1e9", "auto",
+                                    "guidance.reliability=1", "guidance.reliability=-1"]))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from vidrestore.temporal.flow import consecutive_flows
+from vidrestore.temporal.large_motion import fill_unreliable_flow, large_motion, shifted_flows
 from vidrestore.temporal.occlusion import occlusion_mask
 from vidrestore.temporal.trajectory import accelerations, flows_to_neighbours
 from vidrestore.temporal.warp import backward_warp
@@ -304,7 +305,7 @@ def interpolate_blend(clip: Tensor, factor: int) -> Tensor:
 
 def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "medium",
                               sampling: str = "bilinear", agreement: float | None = None,
-                              motion: str = "linear", cuts: Sequence[int] = ()):
+                              motion: str = "linear", cuts: Sequence[int] = (), fill_above: float = 0.0):
     """Invent frames by bidirectional flow warps of the two neighbours (DIS flow).
 
     For a pair ``(I0, I1)`` with flows ``F01`` (0→1) and ``F10`` (1→0) and time ``t``,
@@ -328,6 +329,14 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     (``"bilinear"``, the textbook choice, or ``"bicubic"``, which keeps detail
     that bilinear reads blur away: see :func:`backward_warp`).
 
+    ``fill_above`` > 0 (pixels; 0 = off): frame pairs whose dominant shift
+    reaches it get their flow measured after that shift
+    (:func:`~vidrestore.temporal.large_motion.shifted_flows`), and in pairs whose
+    motion reaches it, flows that fail the forward-backward check or leave the
+    frame are filled from their reliable neighbours
+    (:func:`~vidrestore.temporal.large_motion.fill_unreliable_flow`: the bands
+    entering and leaving the frame under a fast pan).
+
     With ``agreement`` (a tolerance in [0, 1] units), also returns a mask
     ``(F_out, 1, H, W)`` of the pixels the flow determines: 1 on the input
     frames, where both neighbours see the point (in frame, forward-backward
@@ -345,8 +354,13 @@ def interpolate_flow_midpoint(clip: Tensor, factor: int, *, preset: str = "mediu
     x = clip.detach().float()
     fwd, bwd = consecutive_flows(x, preset=preset)
     fwd, bwd = fwd.to(x.device), bwd.to(x.device)
+    if fill_above > 0:
+        fwd, bwd = shifted_flows(x, fwd, bwd, fill_above, preset=preset)
     occ0 = occlusion_mask(fwd, bwd)  # on I0's grid: I0 pixel visible (consistently) in I1
     occ1 = occlusion_mask(bwd, fwd)  # on I1's grid
+    if fill_above > 0:
+        fast = large_motion(fwd, fill_above) | large_motion(bwd, fill_above)
+        fwd, bwd = fill_unreliable_flow(fwd, occ0, fast), fill_unreliable_flow(bwd, occ1, fast)
     i0, i1 = x[:-1], x[1:]
     out = torch.empty((interpolated_length(n, factor),) + tuple(x.shape[1:]), dtype=torch.float32, device=x.device)
     out[0 : (n - 1) * factor : factor] = i0

@@ -48,7 +48,11 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 MicroBatch = Annotated[Optional[int], typer.Option("--micro-batch", help="Frames per network call (memory vs speed); the result does not change.")]
 Vae = Annotated[Optional[str], typer.Option("--vae", help="Stable Diffusion / SDXL: another VAE (folder or hub id), e.g. madebyollin/sdxl-vae-fp16-fix for fp16.")]
 Prompt = Annotated[Optional[str], typer.Option("--prompt", help="Stable Diffusion / SDXL: text conditioning (default: the empty prompt).")]
+NegativePrompt = Annotated[Optional[str], typer.Option("--negative-prompt", help="Stable Diffusion / SDXL: what classifier-free guidance steers away from (with --guidance > 1; default: the empty prompt).")]
 Guidance = Annotated[Optional[float], typer.Option("--guidance", help="Stable Diffusion / SDXL: classifier-free guidance scale (default 1 = off; >1 costs two UNet passes).")]
+AdaptSteps = Annotated[Optional[int], typer.Option("--adapt", metavar="STEPS", help="Fine-tune a copy of the pixel prior for STEPS steps on the input's own frames (own scale and zoomed out) before restoring; low-rank adapters, cached by the input's hash so a rerun or resume does not repeat it. Default 0: off.")]
+AdaptImages = Annotated[Optional[Path], typer.Option("--adapt-images", help="With --adapt: a folder of your own stills of the same scene or subject, mixed into the fine-tuning.")]
+AdaptCache = Annotated[Optional[Path], typer.Option("--adapt-cache", help="Folder for adapted models (default: $XDG_CACHE_HOME/vidrestore/adapt, else ~/.cache/vidrestore/adapt).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the estimated memory and time per frame and the resolved config, then exit.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Treat errors ffmpeg reports while decoding the input (a corrupt or truncated file) as fatal (exit 3) instead of a warning.")]
 
@@ -119,6 +123,10 @@ def _summary(result: dict) -> Table:
         if key in result and result[key] is not None:
             value = result[key]
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    adapt = result.get("adapt")
+    if adapt:  # how long adaptation took (a cache hit: when it ran)
+        table.add_row("adapt", f"{adapt['steps']} steps, cached (trained in {adapt['train_seconds']:.1f} s)"
+                      if adapt["cached"] else f"{adapt['steps']} steps in {adapt['train_seconds']:.1f} s")
     return table
 
 
@@ -254,7 +262,9 @@ COMMON = (
     ("device", Device), ("dtype", Dtype), ("chunk", Chunk), ("overlap", Overlap), ("tile", Tile), ("noise", Noise),
     ("sigma_y", SigmaY), ("reference", Reference), ("metrics", Metrics), ("fps", Fps), ("crf", Crf),
     ("no_audio", NoAudio), ("overwrite", Overwrite), ("no_resume", NoResume), ("micro_batch", MicroBatch),
-    ("vae", Vae), ("prompt", Prompt), ("guidance", Guidance), ("workers", Workers), ("ray", Ray),
+    ("vae", Vae), ("prompt", Prompt), ("negative_prompt", NegativePrompt), ("guidance", Guidance),
+    ("workers", Workers), ("ray", Ray),
+    ("adapt", AdaptSteps), ("adapt_images", AdaptImages), ("adapt_cache", AdaptCache),
     ("progress", ProgressOpt), ("strict", Strict), ("dry_run", DryRun),
     ("quiet", Quiet), ("debug", Debug),
 )
@@ -310,8 +320,11 @@ def _common(kw: dict) -> dict:
         "metrics": str(kw["metrics"]) if kw["metrics"] else None, "io.fps": kw["fps"], "io.crf": kw["crf"],
         "io.audio": False if kw["no_audio"] else None, "io.overwrite": True if kw["overwrite"] else None,
         "runtime.resume": False if kw["no_resume"] else None, "runtime.micro_batch": kw["micro_batch"],
-        "runtime.workers": kw["workers"], "runtime.ray": kw["ray"], "latent.vae": kw["vae"], "latent.prompt": kw["prompt"], "latent.guidance_scale": kw["guidance"],
-        "io.strict": True if kw["strict"] else None,
+        "runtime.workers": kw["workers"], "runtime.ray": kw["ray"], "latent.vae": kw["vae"], "latent.prompt": kw["prompt"],
+        "latent.negative_prompt": kw["negative_prompt"], "latent.guidance_scale": kw["guidance"],
+        "io.strict": True if kw["strict"] else None, "adapt.steps": kw["adapt"],
+        "adapt.images": str(kw["adapt_images"]) if kw["adapt_images"] else None,
+        "adapt.cache": str(kw["adapt_cache"]) if kw["adapt_cache"] else None,
     }
 
 
@@ -437,7 +450,8 @@ def _print_report(report: dict, output: Path) -> None:
 
     table = Table(title=f"vidrestore evaluate: {output}")
     columns = table_columns(report)
-    for header in ["method"] + [h for _, h in columns]:
+    table.add_column("method", no_wrap=True)  # a method's name stays whole (it is what a user types)
+    for header in [h for _, h in columns]:
         table.add_column(header, overflow="fold")  # narrow terminals wrap numbers instead of cutting them
     for name, row in report["methods"].items():
         table.add_row(name, *(fmt(row.get(key)) for key, _ in columns))

@@ -46,6 +46,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "guidance.equivariance": (0.0, 2.0, False),  # a gradient step of λ/L: stable below 2
     "guidance.flow_updates": (0, None, False),
     "guidance.flow_blur": (0.0, None, False),
+    "guidance.reliability": (0.0, None, False),
     "classical.smoothness": (0.0, None, False),
     "classical.iterations": (1, None, False),
     "runtime.seed": (0, 2**63 - 1, False),
@@ -58,6 +59,12 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "runtime.retries": (0, None, False),
     "io.crf": (0, 51, False),
     "io.fps": (0.0, 1000.0, True),
+    "adapt.steps": (0, 1_000_000, False),
+    "adapt.rank": (1, 256, False),
+    "adapt.lr": (0.0, 1.0, True),
+    "adapt.batch": (1, None, False),
+    "adapt.crop": (8, None, False),
+    "adapt.max_zoom": (1.0, 64.0, False),
 }
 
 
@@ -99,6 +106,9 @@ class GuidanceConfig:
     flow_blur: float = 0.0         # Gaussian σ, in input pixels, on the frames before their flow is measured
                                    # (guidance and warped noise): an upsampled input aliases, and aliasing does not
                                    # move with the scene (superres: σ × scale output pixels)
+    reliability: float = 0.0       # > 0: weight each pixel's pull by exp(-e² / (2 s²)), e the flow's forward-backward
+                                   # error and s this many input pixels (temporal/confidence.py); 0: the binary
+                                   # occlusion mask alone
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,20 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """--adapt: fine-tune a copy of the pixel prior on the input's own frames first (vidrestore.adapt)."""
+
+    steps: int = 0                 # optimiser steps; 0 = off (the prior as shipped)
+    images: str | None = None      # a folder of the user's stills of the same scene or subject, mixed in
+    cache: str | None = None       # where adapted models are kept (None: $XDG_CACHE_HOME/vidrestore/adapt)
+    rank: int = 8                  # of the low-rank adapters on every convolution and linear layer
+    lr: float = 5e-4
+    batch: int = 8                 # crops per step
+    crop: int = 64                 # crop side in pixels (smaller frames: their size, a multiple of the UNet's)
+    max_zoom: float = 2.0          # crops are zoomed out by a log-uniform factor in [1, max_zoom]
+
+
+@dataclass(frozen=True)
 class RunConfig:
     task: str = "superres"
     input: str = ""
@@ -150,6 +174,7 @@ class RunConfig:
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     io: OutputConfig = field(default_factory=OutputConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
     def __post_init__(self):
         options = get_task(self.task).Options
@@ -345,6 +370,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise UsageError(f"{key}: {_get(cfg, key)!r} is not one of {', '.join(choices)}")
     for key in RANGES:
         _check_range(key, _get(cfg, key))
+    if cfg.adapt.images and cfg.adapt.steps == 0:
+        raise UsageError("adapt.images (--adapt-images) needs adapt.steps (--adapt STEPS) above 0")
     cfg.degradation.validate()
     return cfg
 

@@ -5,6 +5,7 @@ run's metrics (`nfe`) use; the estimate reads only config files (no weights).
 """
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -98,8 +99,16 @@ def estimate_run(cfg: RunConfig) -> Estimate:
     vae_dtype = torch.float32 if dtype == torch.float16 and vae_config.get("force_upcast") else dtype
     cost = latent_network_cost(unet_config, vae_config, height, width, dtype, mb, kind == "sdxl", vae_dtype)
     timesteps = train_timesteps(location, offline)
+    start = task.latent_start(timesteps)  # a task's own noised start (edit's strength), as `solve.task_schedule`
+    if start is not None:
+        cfg = dataclasses.replace(cfg, latent=dataclasses.replace(lat, init="noised", inversion_t=start))
+        lat = cfg.latent
     passes = 2 if lat.guidance_scale != 1.0 and lat.prompt != lat.negative_prompt else 1
     steps = network_evaluations_per_frame(cfg, "latent", timesteps, passes == 2) / (passes * cfg.sampler.average)
+    own = task.network_passes(round(steps))
+    if own is not None:  # the task samples its windows itself (edit: ControlNet, no per-step VAE)
+        return estimate(cost, height=height, width=width, window_frames=frames, unet_passes=own[0] * passes,
+                        vae_passes=own[1], device=device, dtype=dtype)
     # per output frame: every step's UNet pass(es), decode + encode (no encode after the last step), and
     # the inversion of one frame per chunk spread over the chunk
     inversion = (steps - 1) / frames if lat.init == "inversion" else 0

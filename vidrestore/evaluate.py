@@ -30,6 +30,7 @@ import torch
 
 from vidrestore import metrics as M
 from vidrestore import operators as ops
+from vidrestore import realism
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import InputError, OutputError, UsageError
 from vidrestore.io import VideoWriter, probe, quantize, read_frames, to_tensor, to_uint8
@@ -124,15 +125,16 @@ def resolve_evaluate_config(reference: Path, task: str, output: Path | None, deg
             raise UsageError(f"--variant {spec!r}: the name {name!r} is taken")
         run[name] = resolve_config(task, preset, [*(sets or []), *items], solver_flags)
     available = [*kind.baselines, INITIAL, *run]
-    wanted = _split(methods) or [*available]
+    named = _split(methods)
+    wanted = named or [*available]
     for name in wanted:
         if name not in available and name != DIFFUSION:
             raise UsageError(f"unknown method {name!r} for {task} (available: {', '.join(available)}, {DIFFUSION})")
     diffusion = [n for n in run if n != "none"]
     chosen = [n for n in available if n in wanted or (DIFFUSION in wanted and n in diffusion)]
     chosen = [n for n in chosen if n not in kind.baselines
-              or kind.baseline_applies(base.degradation, n, explicit=n in wanted)]
-    # a baseline's applicability depends on the options alone
+              or kind.baseline_applies(base.degradation, n, explicit=n in named)]
+    # a baseline's applicability depends on the options (and, for a peer tool, on what is installed)
     if not chosen:
         raise UsageError("no method to evaluate")
     return EvaluateConfig(
@@ -268,8 +270,12 @@ def _solver_metrics(run: SolverRun, folder: Path, path: Path, on_event: Event, s
 
 
 def _curves(out: torch.Tensor, p: Problem) -> dict:
-    """What the per-run metrics JSON lacks: flicker, per-frame curves and PSNR where nothing was measured."""
-    row = {"flicker": M.flicker(out, p.truth, flows=p.flows),
+    """What the per-run metrics JSON lacks: flicker, per-frame curves, realism (patch SWD per pyramid level,
+    sharpness ratio) and PSNR where nothing was measured."""
+    swd = realism.sliced_wasserstein(out, p.truth) if min(out.shape[-2:]) >= realism.PATCH else None
+    row = {"swd": swd.mean if swd else None, "swd_per_level": swd.per_level if swd else [],
+           "sharpness": realism.sharpness_ratio(out, p.truth),
+           "flicker": M.flicker(out, p.truth, flows=p.flows),
            "psnr_per_frame": M.psnr_per_frame(out, p.truth), "ssim_per_frame": M.ssim_per_frame(out, p.truth),
            "warping_error_per_frame": M.warping_error_per_pair(out, flows=p.flows)}
     if p.unknown is not None:
@@ -332,6 +338,8 @@ def _build(cfg: EvaluateConfig, folder: Path, on_event: Event) -> dict:
             **_curves(out, p),
             "output": f"runs/{name}/output.mkv", "metrics_file": f"runs/{name}/output.mkv.metrics.json",
         }
+        if name not in solvers and (note := p.task.baseline_note(name)):
+            rows[name]["note"] = note  # e.g. how a peer's x8 was composed from its x4 model
         outputs[name] = out
         on_event({"event": "method_done", "method": name, "index": index, "total": len(methods),
                   "psnr": rows[name]["psnr"], "seconds": result["seconds"],

@@ -13,6 +13,8 @@
   MSE in [0, 1] intensity units (not scaled).
 * :func:`flicker` — warping error of the error clip ``clip - ref`` with flows from ``ref``.
 * :func:`data_consistency_residual` — ``‖A(x) − y‖ / ‖y‖``.
+* :func:`edge_fscore`, :func:`edge_fscore_per_frame` — structure agreement: F-score of the Canny
+  edges (:func:`edge_map`) of a clip against those of a reference, an edge matching within one pixel.
 
 All reductions run in float64; results are Python floats.
 """
@@ -41,8 +43,16 @@ __all__ = [
     "warping_error_per_pair",
     "flicker",
     "data_consistency_residual",
+    "edge_map",
+    "edge_fscore",
+    "edge_fscore_per_frame",
     "RunningMetrics",
 ]
+
+#: Canny hysteresis thresholds on 8-bit grey (the usual preprocessing of ControlNet's Canny models)
+CANNY_LOW, CANNY_HIGH = 100, 200
+#: an edge pixel of one map matches the other within this many pixels (Chebyshev distance)
+EDGE_TOLERANCE = 1
 
 
 def _as_clip(x: Tensor) -> Tensor:
@@ -228,6 +238,44 @@ def data_consistency_residual(A: Callable[[Tensor], Tensor], x: Tensor, y: Tenso
     return num / den if den > 0 else num
 
 
+def edge_map(clip: Tensor) -> Tensor:
+    """OpenCV Canny edges of every frame of a clip in [0, 1] (luma, 8-bit), (F, 1, H, W) in {0, 1}."""
+    import cv2
+    import numpy as np
+
+    rgb = (_as_clip(clip).detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    if rgb.shape[-1] == 1:
+        rgb = np.repeat(rgb, 3, axis=-1)
+    edges = [cv2.Canny(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY), CANNY_LOW, CANNY_HIGH)
+             for f in rgb]
+    return torch.from_numpy(np.stack(edges)).float()[:, None] / 255
+
+
+def edge_fscore_per_frame(clip: Tensor, ref: Tensor, tolerance: int = EDGE_TOLERANCE) -> list[float]:
+    """Per frame, the F-score of `clip`'s Canny edges against `ref`'s (precision: edges of `clip` with an
+    edge of `ref` within `tolerance` pixels; recall the other way round); 1 where neither has an edge."""
+    clip, ref = _check_pair(clip, ref)
+    size = 2 * tolerance + 1
+    a, b = edge_map(clip) > 0, edge_map(ref) > 0
+    near_a = F.max_pool2d(a.float(), size, stride=1, padding=tolerance) > 0
+    near_b = F.max_pool2d(b.float(), size, stride=1, padding=tolerance) > 0
+    out = []
+    for i in range(a.shape[0]):
+        if not a[i].any() and not b[i].any():
+            out.append(1.0)
+            continue
+        precision = float((a[i] & near_b[i]).sum()) / max(float(a[i].sum()), 1.0)
+        recall = float((b[i] & near_a[i]).sum()) / max(float(b[i].sum()), 1.0)
+        out.append(2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0)
+    return out
+
+
+def edge_fscore(clip: Tensor, ref: Tensor, tolerance: int = EDGE_TOLERANCE) -> float:
+    """Mean over frames of :func:`edge_fscore_per_frame`."""
+    vals = edge_fscore_per_frame(clip, ref, tolerance)
+    return float(sum(vals) / len(vals))
+
+
 @dataclass
 class RunningMetrics:
     """Metrics accumulated over finalised frames, in order."""
@@ -240,6 +288,7 @@ class RunningMetrics:
     frames: int = 0
     warp_sum: float = 0.0
     warp_pairs: int = 0
+    edge_f_sum: float = 0.0
     _last: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @classmethod
@@ -251,7 +300,7 @@ class RunningMetrics:
     def state(self) -> dict:
         """The sums, for resuming (the last frame pair is saved separately)."""
         return {f: getattr(self, f) for f in ("residual_sq", "measurement_sq", "squared_error", "values",
-                                              "ssim_sum", "frames", "warp_sum", "warp_pairs")}
+                                              "ssim_sum", "frames", "warp_sum", "warp_pairs", "edge_f_sum")}
 
     @property
     def last_pair(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -267,6 +316,7 @@ class RunningMetrics:
         if min(out.shape[-2:]) >= 11:  # SSIM's 11x11 window must fit
             self.ssim_sum += sum(ssim_per_frame(out, ref))
         self.frames += out.shape[0]
+        self.edge_f_sum += sum(edge_fscore_per_frame(out, ref))
         if self._last is not None:  # include the pair that straddles two batches
             out, ref = torch.cat([self._last[0], out]), torch.cat([self._last[1], ref])
         if out.shape[0] > 1:
@@ -283,4 +333,5 @@ class RunningMetrics:
             result["psnr"] = float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
             result["ssim"] = self.ssim_sum / self.frames if self.ssim_sum else None
             result["warping_error"] = self.warp_sum / self.warp_pairs if self.warp_pairs else 0.0
+            result["edge_fscore"] = self.edge_f_sum / self.frames  # structure agreement with the reference
         return result

@@ -5,23 +5,30 @@ The estimate (`vidrestore.operators.noise.estimate_sigma`) reads the first
 solved; every window (and every worker) then solves with the same number, so
 windows agree and a resumed run estimates the same value again. The metrics
 JSON reports `sigma_y` (the number solved with), `sigma_y_estimated` and,
-when estimated, `sigma_y_channels`.
+when estimated, `sigma_y_channels` and `blocking` (the 8×8 block-boundary
+ratio and the std of per-block offsets it explains,
+`vidrestore.operators.blind.blocking`): blocking is structured noise, and
+σ_y = √(σ_noise² + σ_blocking²). A clean input (no noise above the floor, no
+blocking above `BLOCK_RATIO`) still estimates to 0: exact data consistency.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from fractions import Fraction
 from pathlib import Path
 
+import torch
+
 from vidrestore.config import RunConfig
 from vidrestore.io import read_frames, to_tensor
+from vidrestore.operators.blind import blocking
 from vidrestore.operators.noise import ESTIMATE_FRAMES, estimate_sigma
 from vidrestore.tasks.base import AUTO
 
 
-def estimate_input_sigma(path: Path, fps: Fraction | None = None, frames: int = ESTIMATE_FRAMES
-                         ) -> tuple[float, list[float]]:
-    """(σ, σ per channel) of the first `frames` frames of a video or frame folder."""
+def read_head(path: Path, fps: Fraction | None = None, frames: int = ESTIMATE_FRAMES) -> torch.Tensor:
+    """The first `frames` frames of a video or frame folder, (F, 3, H, W) in [0, 1]."""
     reader = read_frames(path, frames, folder_fps=fps)
     try:
         batch = next(iter(reader))
@@ -29,15 +36,27 @@ def estimate_input_sigma(path: Path, fps: Fraction | None = None, frames: int = 
         close = getattr(reader, "close", None)
         if close is not None:
             close()
-    return estimate_sigma(to_tensor(batch[:frames]))
+    return to_tensor(batch[:frames])
 
 
-def resolve_noise(cfg: RunConfig, input_path: Path, fps: Fraction | None = None) -> tuple[RunConfig, dict]:
-    """`cfg` with the noise level a number, and what the metrics JSON says about it."""
+def estimate_input_sigma(path: Path, fps: Fraction | None = None, frames: int = ESTIMATE_FRAMES
+                         ) -> tuple[float, list[float]]:
+    """(σ, σ per channel) of the first `frames` frames of a video or frame folder."""
+    return estimate_sigma(read_head(path, fps, frames))
+
+
+def resolve_noise(cfg: RunConfig, input_path: Path, fps: Fraction | None = None,
+                  head: torch.Tensor | None = None) -> tuple[RunConfig, dict]:
+    """`cfg` with the noise level a number, and what the metrics JSON says about it (`head`: the input's first
+    frames, when already read)."""
     level = cfg.degradation.noise_level
     if level != AUTO:
         return cfg, {"sigma_y": float(level), "sigma_y_estimated": False}
-    sigma, channels = estimate_input_sigma(input_path, fps)
+    head = read_head(input_path, fps) if head is None else head
+    noise, channels = estimate_sigma(head)
+    ratio, block = blocking(head)
+    sigma = math.hypot(noise, block) if block > 0 else noise  # no blocking: the noise estimate, bit for bit
     resolved = dataclasses.replace(cfg, degradation=cfg.degradation.with_noise_level(sigma))
     return resolved, {"sigma_y": round(sigma, 6), "sigma_y_estimated": True,
-                      "sigma_y_channels": [round(c, 6) for c in channels]}
+                      "sigma_y_channels": [round(c, 6) for c in channels],
+                      "blocking": {"ratio": round(ratio, 4), "sigma": round(block, 6)}}

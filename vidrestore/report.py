@@ -13,11 +13,13 @@ import torch
 
 #: columns of the methods table: (key in a method's row, header)
 COLUMNS = (
-    ("psnr", "PSNR dB"), ("ssim", "SSIM"), ("warping_error", "warping error"), ("flicker", "flicker"),
+    ("psnr", "PSNR dB"), ("ssim", "SSIM"), ("swd", "SWD"), ("sharpness", "sharpness"),
+    ("warping_error", "warping error"), ("flicker", "flicker"),
     ("data_consistency_residual", "residual"), ("seconds_per_frame", "s / frame"), ("peak_memory_mb", "peak MB"),
 )
 PLOTS = {"psnr_per_frame.png": "per-frame PSNR", "warping_error_per_frame.png": "per-frame warping error",
-         "quality_vs_time.png": "quality versus time"}
+         "quality_vs_time.png": "quality versus time", "swd_per_level.png": "realism (SWD) per pyramid level",
+         "realism_vs_psnr.png": "realism versus PSNR"}
 
 
 def fmt(value) -> str:
@@ -63,12 +65,18 @@ def index_markdown(report: dict) -> str:
         "",
         f"Warping error of the reference itself: {fmt(report['truth_warping_error'])}. Flicker is the warping "
         "error of output − reference (flows from the reference); residual is ‖A x̂ − y‖ / ‖y‖ before 8-bit "
-        "rounding. Baselines are timed on their computation alone, solver runs (`none` and diffusion) as whole "
+        "rounding. SWD is the sliced Wasserstein distance between the 7x7 patches of the output's and the "
+        "reference's Laplacian pyramids (Karras et al. 2018; mean over levels, lower is more realistic: it counts "
+        "which patches occur, not where); sharpness is the output's gradient energy over the reference's (below 1: "
+        "blurrier). Baselines are timed on their computation alone, solver runs (`none` and diffusion) as whole "
         "pipeline runs (model loading and I/O included); peak MB is the process's peak resident memory during "
         "the method on CPU, peak allocated memory on CUDA. Every number comes from "
         "`runs/<method>/output.mkv.metrics.json` (flicker and the per-frame curves from `metrics.json`).",
         "",
     ]
+    notes = [f"- `{name}`: {row['note']}" for name, row in report["methods"].items() if row.get("note")]
+    if notes:
+        lines += ["How the methods made their results:", "", *notes, ""]
     for name, title in PLOTS.items():
         lines += [f"![{title}]({name})", ""]
     lines += ["Reference, input and every method on the same frames, with zoomed crops:", "", "![strip](strip.png)", "",
@@ -125,6 +133,37 @@ def draw_plots(report: dict, folder: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(folder / "quality_vs_time.png")
+    plt.close(fig)
+    draw_realism_plots(report, folder)
+
+
+def draw_realism_plots(report: dict, folder: Path) -> None:
+    """swd_per_level.png (finest level first) and realism_vs_psnr.png (the perception-distortion plane)."""
+    plt = _pyplot()
+    methods = report["methods"]
+    fig, ax = plt.subplots(figsize=(7.6, 3.6), dpi=80)
+    for name, row in methods.items():
+        values = _nan(row.get("swd_per_level") or [])
+        ax.plot(range(len(values)), values, marker=".", label=name)
+    ax.set_xlabel("pyramid level (0 = finest)")
+    ax.set_ylabel("SWD (lower: more realistic)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(folder / "swd_per_level.png")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=80)
+    for name, row in methods.items():
+        x, y = row.get("psnr"), row.get("swd")
+        if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        ax.scatter([x], [y], marker="o" if row["kind"] == "solver" else "s")
+        ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("PSNR (dB)")
+    ax.set_ylabel("SWD (lower: more realistic)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "realism_vs_psnr.png")
     plt.close(fig)
 
 

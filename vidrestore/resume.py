@@ -72,7 +72,12 @@ def run_key(cfg: RunConfig, extra: dict | None = None) -> str:
     config = {k: v for k, v in cfg.to_dict().items() if k not in IRRELEVANT}
     config["io"] = {k: v for k, v in config["io"].items() if k not in IRRELEVANT_IO}
     config["runtime"] = {k: v for k, v in config["runtime"].items() if k not in IRRELEVANT_RUNTIME}
+    # --adapt off: the key of a run from before the option existed; on: its settings and stills, not its cache
+    adapt = config.pop("adapt")
+    if cfg.adapt.steps:
+        config["adapt"] = {k: v for k, v in adapt.items() if k != "cache"}
     paths = [cfg.input, *cfg.degradation.input_files()] + ([cfg.reference] if cfg.reference else [])
+    paths += [cfg.adapt.images] if cfg.adapt.steps and cfg.adapt.images else []
     identity = {"config": config, "files": [_input_identity(Path(p)) for p in paths], "extra": extra or {}}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -30,8 +30,9 @@ from vidrestore.samplers import (
     update_steps,
 )
 from vidrestore.tasks import Task
-from vidrestore.tasks.base import AUTO
+from vidrestore.tasks.base import AUTO, Sampling
 from vidrestore.temporal import WindowMotion, window_motion
+from vidrestore.temporal.confidence import flow_confidence
 
 
 def noise_gamma(cfg: RunConfig) -> float | Callable[[float], float]:
@@ -72,19 +73,26 @@ def window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tens
     return gamma, motion
 
 
-def guidance_hook(cfg: RunConfig, operator: LinearOperator, motion: WindowMotion | None, steps: int
-              ) -> EquivarianceGuidance | None:
-    """A fresh equivariance-guidance hook for one sampling run; None when the weight is 0."""
+def guidance_hook(cfg: RunConfig, operator: LinearOperator, motion: WindowMotion | None, steps: int,
+                  pixels: float = 1.0) -> EquivarianceGuidance | None:
+    """A fresh equivariance-guidance hook for one sampling run; None when the weight is 0. `pixels`: output
+    pixels per input pixel (guidance.reliability is in input pixels, like flow_blur)."""
     g = cfg.guidance
     if g.equivariance <= 0 or motion is None:
         return None
     known = getattr(operator, "known", None)
 
+    def trusted(m: WindowMotion) -> torch.Tensor:
+        """The guidance's weights: the occlusion mask, times the flow's confidence when asked for."""
+        if g.reliability <= 0:
+            return m.valid_fwd
+        return m.valid_fwd * flow_confidence(m.flows_fwd, m.flows_bwd, g.reliability * pixels)
+
     def reestimate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = window_motion(x, known, cuts=motion.cuts, blur=motion.blur)  # shots stay as found at first
-        return m.flows_fwd, m.valid_fwd
+        return m.flows_fwd, trusted(m)
 
-    return EquivarianceGuidance(g.equivariance, motion.flows_fwd, motion.valid_fwd, sampling=g.sampling,
+    return EquivarianceGuidance(g.equivariance, motion.flows_fwd, trusted(motion), sampling=g.sampling,
                                 reestimate=reestimate, update_at=update_steps(steps, g.flow_updates))
 
 
@@ -117,7 +125,8 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     total = None
     for k in range(s.average):
         noise = make_noise_sampler(s.noise, cfg.runtime.seed + AVERAGE_SEED_STRIDE * k, **warp)
-        guidance = guidance_hook(cfg, operator, motion, len(timesteps))  # a fresh hook per sample: it keeps state
+        guidance = guidance_hook(cfg, operator, motion, len(timesteps),  # a fresh hook per sample: it keeps state
+                                 x_init.shape[-1] / y.shape[-1])
         x = dds_sample(prior, space, operator, y, timesteps, noise, frames=frames, eta=s.eta,
                        cg_iterations=s.cg_iterations, gamma=gamma, x_init=x_init,
                        callback=(lambda i, t: on_step()) if on_step else None, guidance=guidance)
@@ -146,7 +155,10 @@ def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: di
     operator = task.operator(streams)
     y_solve, op_solve, x_init = task.window_problem(y, operator)
     counted = prior.network_evaluations if prior is not None else 0
-    x = restore_window(prior, op_solve, y_solve, frames, cfg, x_init=x_init, on_step=on_step)
+    s = cfg.sampler
+    x = task.sample(prior, y_solve, streams, frames, Sampling(s.steps, s.eta, s.noise, cfg.runtime.seed), on_step)
+    if x is None:  # the shared loop (a task with no measurement samples its windows itself)
+        x = restore_window(prior, op_solve, y_solve, frames, cfg, x_init=x_init, on_step=on_step)
     x = task.keep_known(x, y, operator)
     measured = task.measured(y, operator)
     residual_sq = float((operator.A(x) - measured).pow(2).sum())
@@ -156,7 +168,11 @@ def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: di
 
 
 def task_schedule(cfg: RunConfig, task: Task, prior) -> RunConfig:
-    """`cfg` with `sampler.start_t` where the task picks it from the (resolved) noise level, e.g. denoise."""
+    """`cfg` with `sampler.start_t` where the task picks it from the (resolved) noise level, e.g. denoise, and
+    with a noised latent start where the task picks it (`Task.latent_start`, e.g. edit's strength)."""
+    start = task.latent_start(prior.num_train_timesteps) if prior is not None else None
+    if start is not None:
+        cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, init="noised", inversion_t=start))
     sigma = cfg.degradation.noise_level
     if prior is None or sigma == AUTO:
         return cfg

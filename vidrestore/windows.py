@@ -7,7 +7,7 @@ bounded by the window whatever the video length.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -86,3 +86,14 @@ def cross_fade(pending: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     x = x.clone()
     x[:n] = (1 - ramp) * pending + ramp * x[:n]
     return x
+
+
+def tail_is_own(x_range: Callable[[int, int], tuple[int, int]], windows: list[tuple[int, int]], w: int) -> bool:
+    """Whether window w's output frames shared with the next are its own solve alone (the cross-fade with
+    the window before reaches only its first frames), so that solving it again gives them exactly.
+    `x_range` maps a window's input frames to its output frames (`Task.x_range`)."""
+    if w + 1 >= len(windows):
+        return True
+    start = x_range(*windows[w])[0]
+    shared_before = x_range(*windows[w - 1])[1] - start if w > 0 else 0
+    return x_range(*windows[w + 1])[0] - start >= shared_before

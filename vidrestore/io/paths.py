@@ -1,4 +1,4 @@
-"""Checks on where a run writes, before anything is written."""
+"""Where a run writes (the default output, its sidecar JSON files) and the checks before anything is written."""
 
 from __future__ import annotations
 
@@ -7,8 +7,21 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import OutputError
+from .writer import output_kind
 
-__all__ = ["check_output_not_input"]
+__all__ = ["check_output_not_input", "default_output", "sidecar_path"]
+
+
+def default_output(input_path: Path, task: str) -> Path:
+    """`clip.mp4` -> `clip.<task>.mp4`; a frame folder `frames/` -> `frames.<task>/`."""
+    if input_path.is_dir():
+        return input_path.with_name(f"{input_path.name}.{task}")
+    return input_path.with_name(f"{input_path.stem}.{task}.mp4")
+
+
+def sidecar_path(output: Path, name: str) -> Path:
+    """Where `metrics.json` / `config.json` go: inside an output folder, else `<output>.<name>`."""
+    return output / name if output_kind(output) == "folder" else output.with_name(f"{output.name}.{name}")
 
 
 def _same(a: Path, b: Path) -> bool:

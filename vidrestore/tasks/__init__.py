@@ -9,5 +9,6 @@ from vidrestore.tasks import inpaint  # noqa: F401
 from vidrestore.tasks import deblur  # noqa: F401
 from vidrestore.tasks import interpolate  # noqa: F401
 from vidrestore.tasks import denoise  # noqa: F401
+from vidrestore.tasks import edit  # noqa: F401
 
 __all__ = ["Degradation", "Task", "TaskOption", "get_task", "register", "task_names", "unregister"]

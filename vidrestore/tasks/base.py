@@ -69,6 +69,16 @@ def check_noise_level(key: str, value: float | str | None) -> None:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """What a task's own sampler (`Task.sample`) takes from the run configuration (tasks do not see it)."""
+
+    steps: int
+    eta: float
+    noise: str                     # independent | shared | warped
+    seed: int
+
+
+@dataclass(frozen=True)
 class TaskOption:
     """One command-line option of a task: its flags, the `Degradation` field it sets, its help."""
 
@@ -168,6 +178,28 @@ class Task:
         """What of the input is a measurement (the data-consistency residual is taken against it)."""
         return y
 
+    def sample(self, prior, y: torch.Tensor, streams: dict[str, np.ndarray], frames: list[int], sampling: Sampling,
+               on_step=None) -> torch.Tensor | None:
+        """The task's own sampling of one window (a task with no measurement, e.g. edit): the restored
+        frames in [0, 1]; None (default): the shared DDS loop (`vidrestore.solve.restore_window`)."""
+        return None
+
+    def latent_start(self, num_train_timesteps: int) -> int | None:
+        """Where a latent prior's schedule starts for this task: a noised start at this timestep replaces
+        `latent.init` / `latent.inversion_t` (edit: its strength); None (default): as configured."""
+        return None
+
+    def network_passes(self, steps: int) -> tuple[float, float] | None:
+        """(UNet-equivalent passes, VAE passes) per frame of the task's own sampler over `steps` sampled
+        steps, for the estimate; None (default): the shared loop's count."""
+        return None
+
+    def inspect_input(self, frames: torch.Tensor, sigma_y: float) -> tuple[Degradation, dict, list[str]]:
+        """Blind estimates and checks on the input's first frames (F, C, H, W) in [0, 1] (noise std `sigma_y`,
+        resolved), once per run before any window is solved: (these options with what was estimated filled in,
+        what the metrics JSON reports, one-line warnings). Default: nothing to estimate or check."""
+        return self.options, {}, []
+
     def start_timestep(self, sigma_y: float, alphas_cumprod: torch.Tensor) -> int | None:
         """Where a pixel prior's partial schedule starts for input noise `sigma_y` (resolved, [0, 1] units);
         None (default): `sampler.start_t` as configured."""
@@ -211,6 +243,10 @@ class Task:
                      ) -> torch.Tensor:
         """The restored clip of classical method `name` (one of `baselines`)."""
         raise UsageError(f"unknown baseline {name!r} for {self.name}")
+
+    def baseline_note(self, name: str) -> str | None:
+        """What the report should say about how baseline `name` made its result (e.g. a composed scale)."""
+        return None
 
     def summary(self) -> dict:
         """The degradation in a report: the task's command-line options that are set, and the noise."""

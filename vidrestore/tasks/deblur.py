@@ -4,10 +4,16 @@ Solvers start from a Tikhonov-regularised temporal deconvolution (frame
 averaging), then Wiener deconvolution per frame (spatial kernel). `evaluate`
 compares with the blurred input itself, Wiener (the balance tuned on the
 reference: an oracle) and Richardson-Lucy deconvolution with the known kernel.
+
+`--kernel auto` estimates a Gaussian kernel's σ from the input once per run
+(`vidrestore.operators.blind.estimate_gaussian_blur`, from the first frames'
+spectrum, the input noise subtracted) and solves with `gaussian:σ`; the
+metrics JSON reports `kernel_estimated`. `evaluate` needs the true kernel to
+degrade the reference: run the estimate on its `input.mkv`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -16,7 +22,8 @@ from vidrestore import metrics as M
 from vidrestore import operators as ops
 from vidrestore.errors import UsageError
 from vidrestore.io import quantize
-from vidrestore.tasks.base import Degradation, Task, TaskOption, register
+from vidrestore.operators.blind import estimate_gaussian_blur
+from vidrestore.tasks.base import AUTO, Degradation, Task, TaskOption, register
 
 #: Wiener balance (noise-to-signal ratio) of the initial estimate: 8-bit input has quantisation noise;
 #: after a temporal deconvolution (which amplifies it) a larger one
@@ -27,28 +34,35 @@ TEMPORAL_TIKHONOV = 3e-3
 #: Wiener balances tried per clip by the baseline; the best PSNR against the reference wins
 WIENER_BALANCES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 RICHARDSON_LUCY_ITERATIONS = 30
+#: --kernel auto: the estimated σ is clamped to this range (pixels); below the lower end there is nothing to undo
+AUTO_SIGMA_RANGE = (0.3, 8.0)
 
 
 @dataclass(frozen=True)
 class DeblurOptions(Degradation):
-    kernel: str | None = None      # gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH
+    kernel: str | None = None      # gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH | auto
     temporal: str | None = None    # frame averaging: uniform:K | gaussian:SIGMA
 
     def validate(self) -> None:
         super().validate()
-        build_operator(self)  # kernel specs are parsed before any work starts
+        build_operator(self, check=True)  # kernel specs are parsed before any work starts
 
     def check_complete(self) -> None:
         if not self.kernel and not self.temporal:
             raise UsageError("deblur needs --kernel and/or --temporal")
 
 
-def build_operator(options: DeblurOptions) -> ops.LinearOperator | None:
-    """Temporal blur ∘ spatial blur, or whichever one is given (None: neither)."""
+def build_operator(options: DeblurOptions, check: bool = False) -> ops.LinearOperator | None:
+    """Temporal blur ∘ spatial blur, or whichever one is given (None: neither). A kernel still "auto" is
+    estimated from the input before a run: `check` (validation) leaves it out, a run cannot."""
     parts = []
     if options.temporal:
         parts.append(ops.TemporalBlur(ops.temporal_kernel(options.temporal)))
-    if options.kernel:
+    if options.kernel == AUTO:
+        if not check:
+            raise UsageError("--kernel auto is estimated from the input when restoring; evaluate degrades the "
+                             "reference with a known kernel (e.g. --kernel gaussian:2)")
+    elif options.kernel:
         parts.append(ops.Blur(ops.parse_kernel_spec(options.kernel)))
     if not parts:
         return None
@@ -100,7 +114,8 @@ class Deblur(Task):
     Options = DeblurOptions
     cli_options = (
         TaskOption("kernel", ("--kernel",),
-                   "gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH (.npy or grayscale image)."),
+                   "gaussian:SIGMA | uniform:SIZE | motion:LENGTH,ANGLE | PATH (.npy or grayscale image) | auto "
+                   "(a Gaussian whose σ is estimated from the input; reported as kernel_estimated)."),
         TaskOption("temporal", ("--temporal",), "Frame-averaging blur: uniform:K | gaussian:SIGMA."),
     )
     baselines = ("input", "wiener", "richardson-lucy")
@@ -115,6 +130,17 @@ class Deblur(Task):
 
     def initial_estimate(self, y, operator):
         return deblur_initial_estimate(y, operator)
+
+    def inspect_input(self, frames, sigma_y):
+        if self.options.kernel != AUTO:
+            return self.options, {}, []
+        sigma = estimate_gaussian_blur(frames, sigma_y)
+        low, high = AUTO_SIGMA_RANGE
+        clamped = min(max(sigma if sigma is not None else low, low), high)
+        kernel = f"gaussian:{clamped:.3g}"
+        notes = [] if sigma is not None else [f"--kernel auto: too little detail to estimate a blur; using {kernel}"]
+        return replace(self.options, kernel=kernel), {
+            "kernel_estimated": kernel, "blur_sigma_estimated": None if sigma is None else round(sigma, 4)}, notes
 
     @classmethod
     def baseline_applies(cls, options: DeblurOptions, name: str, explicit: bool) -> bool:

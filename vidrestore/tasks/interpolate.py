@@ -6,11 +6,15 @@ bicubically, with occlusion-aware blending
 (:func:`vidrestore.baselines.interpolate_flow_midpoint`); input frames are kept
 exactly; across a scene cut the nearer input frame is repeated instead of
 morphing. With `trust_propagated`, invented pixels both neighbours' warps
-agree on join the measurements. `evaluate` compares with frame blending and
-DIS-flow midpoints (bilinear and bicubic reads).
+agree on join the measurements. `--large-motion PX` (opt-in) fills the flow
+of the bands a fast pan moves into or out of the frame from their neighbours.
+`evaluate` compares with frame blending and DIS-flow midpoints (bilinear and
+bicubic reads), and with RIFE v4 / v3 where installed (:mod:`vidrestore.peers`,
+imported only then).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +26,8 @@ from vidrestore.tasks.base import Degradation, Task, TaskOption, register
 from vidrestore.temporal import detect_scene_cuts
 
 FACTORS = (2, 4, 8)
+#: peer methods (evaluate's names) and the RIFE version each runs
+RIFE = {"rife": "v4", "rife-v3": "v3"}
 #: colour difference (in [0, 1]) below which the two flow warps of an invented pixel agree
 FLOW_AGREEMENT = 0.1
 #: motion model of the invented frames (see `interpolate_flow_midpoint`)
@@ -32,15 +38,19 @@ INTERPOLATION_MOTION = "quadratic"
 class InterpolateOptions(Degradation):
     factor: int = 2                # frame-rate factor
     trust_propagated: bool = True  # invented pixels both neighbours' flow warps agree on are kept, not re-sampled
+    large_motion: float = 0.0      # px: frame pairs moving this much get their unreliable flow filled (0: off)
 
     def validate(self) -> None:
         super().validate()
         if self.factor not in FACTORS:
             raise UsageError(f"unsupported factor x{self.factor}: choose one of {', '.join(map(str, FACTORS))}")
+        if not math.isfinite(self.large_motion) or self.large_motion < 0:
+            raise UsageError(f"degradation.large_motion must be a non-negative number of pixels, "
+                             f"got {self.large_motion!r}")
 
 
 def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] | None = None, *,
-                                 with_agreed: bool = False):
+                                 with_agreed: bool = False, large_motion: float = 0.0):
     """N input frames -> (N−1)·factor+1: DIS-flow warps of the neighbours, input frames kept exactly.
 
     The neighbours are read with bicubic sampling: at the half-pixel offsets a
@@ -54,6 +64,11 @@ def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] |
     repeat the nearer input frame (the earlier one at exactly half-way) instead
     of morphing between two unrelated images.
 
+    `large_motion` > 0 (pixels between input frames; opt-in): in pairs moving
+    that much, flow that fails the forward-backward check or leaves the frame
+    is filled from its reliable neighbours, after the pair's dominant shift is
+    taken out (see :mod:`vidrestore.temporal.large_motion`).
+
     With `with_agreed`, also returns the mask (F_out, 1, H, W) of pixels both
     neighbours agree on (see `interpolate_flow_midpoint`; input frames and the
     repeats at a cut are 1).
@@ -63,7 +78,7 @@ def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] |
         return (y.clone(), torch.ones_like(y[:, :1])) if with_agreed else y.clone()
     cuts = detect_scene_cuts(y) if cuts is None else cuts
     x, agreed = baselines.interpolate_flow_midpoint(y, factor, sampling="bicubic", agreement=FLOW_AGREEMENT,
-                                                    motion=INTERPOLATION_MOTION, cuts=cuts)
+                                                    motion=INTERPOLATION_MOTION, cuts=cuts, fill_above=large_motion)
     x, agreed = x.to(y), agreed.to(y)
     x[::factor] = y
     for cut in cuts:
@@ -82,9 +97,12 @@ class Interpolate(Task):
     cli_options = (
         TaskOption("factor", ("-x", "--factor"), "Frame-rate factor: 2, 4 or 8 (default 2). N frames become (N-1)*k+1.",
                    int),
+        TaskOption("large_motion", ("--large-motion",),
+                   "Opt-in for fast motion: in frame pairs moving at least this many pixels (e.g. 8), fill the flow "
+                   "of regions that enter or leave the frame from their neighbours (default 0: off).", float),
     )
     unknown_header = "PSNR dB (invented)"
-    baselines = ("blend", "flow-midpoint", "flow-midpoint-bicubic")
+    baselines = ("blend", "flow-midpoint", "flow-midpoint-bicubic", *RIFE)
     # the task's own preset is the classical flow estimate: evaluate runs its diffusion variant
     evaluate_preset = "interpolate-diffusion"
     min_frames = 2
@@ -100,12 +118,13 @@ class Interpolate(Task):
         return ops.TemporalSubsample(self.options.factor)
 
     def initial_estimate(self, y, operator):
-        return interpolate_initial_estimate(y, self.temporal_factor)
+        return interpolate_initial_estimate(y, self.temporal_factor, large_motion=self.options.large_motion)
 
     def window_problem(self, y, operator):
         if not self.options.trust_propagated:
             return super().window_problem(y, operator)
-        estimate, agreed = interpolate_initial_estimate(y, self.temporal_factor, with_agreed=True)
+        estimate, agreed = interpolate_initial_estimate(y, self.temporal_factor, with_agreed=True,
+                                                        large_motion=self.options.large_motion)
         return agreed * estimate, ops.Mask(agreed), estimate
 
     def keep_known(self, x, y, operator):
@@ -136,4 +155,27 @@ class Interpolate(Task):
         if name in ("flow-midpoint", "flow-midpoint-bicubic"):  # textbook bilinear reads, or bicubic
             sampling = "bicubic" if name.endswith("bicubic") else "bilinear"
             return baselines.interpolate_flow_midpoint(y, self.options.factor, sampling=sampling)
+        if name in RIFE:
+            from vidrestore import peers
+
+            return peers.rife_interpolate(y, self.options.factor, RIFE[name])
         return super().run_baseline(name, y, operator, truth)
+
+    @classmethod
+    def baseline_applies(cls, options, name, explicit):
+        if name not in RIFE:
+            return True
+        from vidrestore import peers
+
+        if explicit:
+            peers.require(name)  # asked for and not installed: one line saying what to install
+        return peers.missing(name) is None  # in the default list only where installed
+
+    def baseline_note(self, name):
+        if name not in RIFE:
+            return None
+        from vidrestore import peers
+
+        how = ("every in-between time j/k in one pass" if RIFE[name] == "v4"
+               else "midpoints only, recursively (x4: the midpoint, then the midpoints of each half)")
+        return f"{peers.PEERS[name]}: {how}; no scene-cut handling"

@@ -1,0 +1,30 @@
+"""What a run estimates and checks from its input, once, before any window is solved.
+
+The first `ESTIMATE_FRAMES` frames are read once: the noise level
+(`--sigma-y auto`, with compression blocking folded in; `vidrestore.noise`),
+then the task's own blind estimates and checks (`Task.inspect_input`: deblur's
+`--kernel auto`, superres' "is this already an upscale?"). Every window and
+worker solves with the same resolved options, so a resumed run estimates the
+same values again.
+"""
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+
+from vidrestore.config import RunConfig
+from vidrestore.noise import read_head, resolve_noise
+from vidrestore.tasks import Task
+
+
+def resolve_input(cfg: RunConfig, task: Task, input_path: Path, fps: Fraction | None = None
+                  ) -> tuple[RunConfig, Task, dict, list[str]]:
+    """(`cfg` and `task` with every estimate resolved, what the metrics JSON reports, warnings for the user)."""
+    head = read_head(input_path, fps)
+    cfg, report = resolve_noise(cfg, input_path, fps, head=head)
+    options, found, warnings = task.inspect_input(head, float(cfg.degradation.noise_level))
+    if options != task.options:
+        cfg = dataclasses.replace(cfg, degradation=options)
+        task = type(task)(options, task.width, task.height, task.frame_count, task.source)
+    return cfg, task, report | found, [f"{input_path}: {w}" for w in warnings]
