@@ -6,7 +6,7 @@ bicubically, with occlusion-aware blending
 (:func:`vidrestore.baselines.interpolate_flow_midpoint`); input frames are kept
 exactly; across a scene cut the nearer input frame is repeated instead of
 morphing. With `trust_propagated`, invented pixels both neighbours' warps
-agree on join the measurements. `--large-motion PX` (opt-in) fills the flow
+agree on join the measurements. `--large-motion PX` (default 8) fills the flow
 of the bands a fast pan moves into or out of the frame from their neighbours.
 `evaluate` compares with frame blending and DIS-flow midpoints (bilinear and
 bicubic reads), and with RIFE v4 / v3 where installed (:mod:`vidrestore.peers`,
@@ -38,7 +38,7 @@ INTERPOLATION_MOTION = "quadratic"
 class InterpolateOptions(Degradation):
     factor: int = 2                # frame-rate factor
     trust_propagated: bool = True  # invented pixels both neighbours' flow warps agree on are kept, not re-sampled
-    large_motion: float = 0.0      # px: frame pairs moving this much get their unreliable flow filled (0: off)
+    large_motion: float = 8.0      # px: frame pairs moving this much get their unreliable flow filled (0: off)
 
     def validate(self) -> None:
         super().validate()
@@ -64,7 +64,7 @@ def interpolate_initial_estimate(y: torch.Tensor, factor: int, cuts: list[int] |
     repeat the nearer input frame (the earlier one at exactly half-way) instead
     of morphing between two unrelated images.
 
-    `large_motion` > 0 (pixels between input frames; opt-in): in pairs moving
+    `large_motion` > 0 (pixels between input frames; the task default is 8): in pairs moving
     that much, flow that fails the forward-backward check or leaves the frame
     is filled from its reliable neighbours, after the pair's dominant shift is
     taken out (see :mod:`vidrestore.temporal.large_motion`).
@@ -98,8 +98,8 @@ class Interpolate(Task):
         TaskOption("factor", ("-x", "--factor"), "Frame-rate factor: 2, 4 or 8 (default 2). N frames become (N-1)*k+1.",
                    int),
         TaskOption("large_motion", ("--large-motion",),
-                   "Opt-in for fast motion: in frame pairs moving at least this many pixels (e.g. 8), fill the flow "
-                   "of regions that enter or leave the frame from their neighbours (default 0: off).", float),
+                   "Fast motion: in frame pairs moving at least this many pixels, take out the global shift before "
+                   "the flow and fill the flow of regions that enter or leave the frame (default 8; 0: off).", float),
     )
     unknown_header = "PSNR dB (invented)"
     baselines = ("blend", "flow-midpoint", "flow-midpoint-bicubic", *RIFE)
