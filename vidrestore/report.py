@@ -120,21 +120,28 @@ def draw_plots(report: dict, folder: Path) -> None:
         fig.tight_layout()
         fig.savefig(folder / filename)
         plt.close(fig)
+    _scatter(plt, {name: (max(row["seconds_per_frame"], 1e-4), row["psnr"], row["kind"])
+                   for name, row in methods.items()},
+             "seconds per frame (log)", "PSNR (dB)", folder / "quality_vs_time.png", log_x=True)
+    draw_realism_plots(report, folder)
+
+
+def _scatter(plt, points: dict[str, tuple], xlabel: str, ylabel: str, path: Path, log_x: bool = False) -> None:
+    """One labelled point per method ((x, y, kind); solvers round, baselines square); missing values are left out."""
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=80)
-    for name, row in methods.items():
-        x, y = max(row["seconds_per_frame"], 1e-4), row["psnr"]
-        if y is None or not math.isfinite(y):
+    for name, (x, y, kind) in points.items():
+        if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
             continue
-        ax.scatter([x], [y], marker="o" if row["kind"] == "solver" else "s")
+        ax.scatter([x], [y], marker="o" if kind == "solver" else "s")
         ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds per frame (log)")
-    ax.set_ylabel("PSNR (dB)")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / "quality_vs_time.png")
+    fig.savefig(path)
     plt.close(fig)
-    draw_realism_plots(report, folder)
 
 
 def draw_realism_plots(report: dict, folder: Path) -> None:
@@ -152,19 +159,8 @@ def draw_realism_plots(report: dict, folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "swd_per_level.png")
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=80)
-    for name, row in methods.items():
-        x, y = row.get("psnr"), row.get("swd")
-        if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
-            continue
-        ax.scatter([x], [y], marker="o" if row["kind"] == "solver" else "s")
-        ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("PSNR (dB)")
-    ax.set_ylabel("SWD (lower: more realistic)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(folder / "realism_vs_psnr.png")
-    plt.close(fig)
+    _scatter(plt, {name: (row.get("psnr"), row.get("swd"), row["kind"]) for name, row in methods.items()},
+             "PSNR (dB)", "SWD (lower: more realistic)", folder / "realism_vs_psnr.png")
 
 
 def strip_frames(n: int, factor: int = 1) -> list[int]:

@@ -111,6 +111,7 @@ class Task:
     cli_options: ClassVar[tuple[TaskOption, ...]] = ()
     #: classical methods `evaluate` runs (names as in the report), and the diffusion preset it runs by default
     baselines: ClassVar[tuple[str, ...]] = ()
+    peer_baselines: ClassVar[tuple[str, ...]] = ()  # of `baselines`: other tools, run only where installed
     evaluate_preset: ClassVar[str | None] = None      # None: the task's own preset
     #: the smallest clip the task can restore
     min_frames: ClassVar[int] = 1
@@ -236,8 +237,16 @@ class Task:
 
     @classmethod
     def baseline_applies(cls, options: Degradation, name: str, explicit: bool) -> bool:
-        """Whether baseline `name` can run with these options (asked for by name and impossible: UsageError)."""
-        return True
+        """Whether baseline `name` can run with these options (asked for by name and impossible: UsageError).
+        A peer tool (`peer_baselines`) runs where it is installed; asked for by name and missing, the error
+        says what to install."""
+        if name not in cls.peer_baselines:
+            return True
+        from vidrestore import peers  # the peers' packages are optional: imported only when asked about
+
+        if explicit:
+            peers.require(name)
+        return peers.missing(name) is None
 
     def run_baseline(self, name: str, y: torch.Tensor, operator: ops.LinearOperator, truth: torch.Tensor
                      ) -> torch.Tensor:

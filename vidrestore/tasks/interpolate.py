@@ -103,6 +103,7 @@ class Interpolate(Task):
     )
     unknown_header = "PSNR dB (invented)"
     baselines = ("blend", "flow-midpoint", "flow-midpoint-bicubic", *RIFE)
+    peer_baselines = tuple(RIFE)
     # the task's own preset is the classical flow estimate: evaluate runs its diffusion variant
     evaluate_preset = "interpolate-diffusion"
     min_frames = 2
@@ -160,16 +161,6 @@ class Interpolate(Task):
 
             return peers.rife_interpolate(y, self.options.factor, RIFE[name])
         return super().run_baseline(name, y, operator, truth)
-
-    @classmethod
-    def baseline_applies(cls, options, name, explicit):
-        if name not in RIFE:
-            return True
-        from vidrestore import peers
-
-        if explicit:
-            peers.require(name)  # asked for and not installed: one line saying what to install
-        return peers.missing(name) is None  # in the default list only where installed
 
     def baseline_note(self, name):
         if name not in RIFE:

@@ -46,6 +46,7 @@ class Superres(Task):
                    "How the input was made from the unknown high-res video: box (area average, default) or bicubic."),
     )
     baselines = ("bicubic", "lanczos", *REALESRGAN)
+    peer_baselines = tuple(REALESRGAN)
 
     def __init__(self, options: SuperresOptions, width: int, height: int, frame_count: int, source: str = "input"):
         super().__init__(options, width, height, frame_count, source)
@@ -78,16 +79,6 @@ class Superres(Task):
     @classmethod
     def input_geometry(cls, options: SuperresOptions, frames: int, height: int, width: int) -> tuple[int, int, int]:
         return frames, height // options.scale, width // options.scale
-
-    @classmethod
-    def baseline_applies(cls, options, name, explicit):
-        if name not in REALESRGAN:
-            return True
-        from vidrestore import peers
-
-        if explicit:
-            peers.require(name)  # asked for and not installed: one line saying what to install
-        return peers.missing(name) is None  # in the default list only where installed
 
     def run_baseline(self, name, y, operator, truth):
         if name in REALESRGAN:
