@@ -138,12 +138,17 @@ def _ffmpeg_children_of(path: Path) -> list[int]:
     return pids
 
 
-def test_sigint_after_the_first_chunk_then_rerun_gives_the_uninterrupted_output(tmp_path):
-    source = write_clip(tmp_path / "in.mkv", smooth_clip(16, 24, 24))
-    model = save_tiny_model(tmp_path / "tiny")
+def slow_superres(folder: Path) -> tuple[list[str], dict]:
+    """A console-script superres run slow enough to interrupt (8 windows of 25 steps), without -o, and its env."""
+    source = write_clip(folder / "in.mkv", smooth_clip(16, 24, 24))
+    model = save_tiny_model(folder / "tiny")
     cmd = [sys.executable, "-m", "vidrestore", "superres", str(source), "-x", "2", "--model", str(model),
            "--steps", "25", "--chunk", "2", "--overlap", "0", "--quiet"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return cmd, dict(os.environ, HF_HUB_OFFLINE="1")
+
+
+def test_sigint_after_the_first_chunk_then_rerun_gives_the_uninterrupted_output(tmp_path):
+    cmd, env = slow_superres(tmp_path)
     subprocess.run(cmd + ["-o", str(tmp_path / "whole")], check=True, env=env, capture_output=True)
 
     out = tmp_path / "out"
@@ -160,7 +165,7 @@ def test_sigint_after_the_first_chunk_then_rerun_gives_the_uninterrupted_output(
     assert proc.returncode == 130 and b"interrupted" in err
     assert not out.exists() and state.exists()
     time.sleep(0.2)
-    assert _ffmpeg_children_of(source) == []
+    assert _ffmpeg_children_of(tmp_path / "in.mkv") == []
 
     subprocess.run(cmd + ["-o", str(out)], check=True, env=env, capture_output=True)
     assert torch.equal(read_clip(out), read_clip(tmp_path / "whole"))
@@ -491,11 +496,7 @@ def test_option_mixes_never_an_internal_error_through_main(tmp_path_factory, tas
 
 
 def test_two_runs_on_one_output_the_second_is_refused_and_the_first_keeps_its_own_frames(tmp_path):
-    source = write_clip(tmp_path / "in.mkv", smooth_clip(16, 24, 24))
-    model = save_tiny_model(tmp_path / "tiny")
-    cmd = [sys.executable, "-m", "vidrestore", "superres", str(source), "-x", "2", "--model", str(model),
-           "--steps", "25", "--chunk", "2", "--overlap", "0", "--quiet"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd, env = slow_superres(tmp_path)
     out = tmp_path / "out.mkv"
     first = subprocess.Popen(cmd + ["-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     state = tmp_path / "out.mkv.partial" / "state.json"
