@@ -52,10 +52,13 @@ def main() -> None:
             wall = time.perf_counter() - started
             base = base or wall
             rows.append([name, wall, base / wall, metrics.get("windows"), metrics.get("overhead_seconds_per_window"),
+                         metrics.get("startup_seconds_per_worker"), metrics.get("steady_overhead_seconds_per_window"),
                          metrics["seconds"] / max(metrics.get("windows") or 1, 1)])
             print(json.dumps({"run": name, "wall": wall, "metrics": {k: metrics.get(k) for k in (
-                "executor", "workers", "windows", "overhead_seconds_per_window", "seconds")}}), flush=True)
+                "executor", "workers", "windows", "overhead_seconds_per_window", "startup_seconds_per_worker",
+                "steady_overhead_seconds_per_window", "seconds", "dtype")}}), flush=True)
     print(markdown_table(["run", "wall s", "speed-up vs 1 thread", "windows", "overhead s / window",
+                          "of which start-up s / worker (first window)", "steady overhead s / window (later windows)",
                           "s / window (whole run)"], rows))
 
 

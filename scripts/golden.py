@@ -11,7 +11,8 @@ downloaded). The output is a folder of PNG frames (lossless), hashed after
 decoding. `tests/test_golden.py` runs the check.
 
 Float results depend on the CPU's vector unit (oneDNN picks kernels by it), so
-the file records `torch.backends.cpu.get_cpu_capability()`: hashes must match
+the file records `torch.backends.cpu.get_cpu_capability()` (with "+bf16" where the CPU computes bf16 natively,
+which `--dtype auto` then uses: the runs pin fp32, and superres+bf16 is checked only there): hashes must match
 exactly on a machine of the recorded capability; elsewhere the frames must
 agree within one 8-bit level (they are stored beside the hashes).
 """
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from vidrestore.runtime import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
@@ -46,13 +49,16 @@ LATENT_KIND = {"edit": "sd"}
 CONTROLNET_TASKS = ("edit",)
 #: schedule overrides that keep each run to 2–3 network evaluations per frame (latent: 7 steps over the
 #: whole range, of which the three at t <= 300 are sampled)
-SHORT = {"pixel": ["--set", "sampler.steps=2"], "fast": ["--set", "sampler.steps=3"],
+#: pixel runs pin fp32: `--dtype auto` computes in bf16 only where the CPU has it natively, so the default's frames
+#: depend on the machine; bf16 has its own run (superres+bf16), checked where the CPU computes bf16
+SHORT = {"pixel": ["--set", "sampler.steps=2", "--dtype", "fp32"], "fast": ["--set", "sampler.steps=3", "--dtype", "fp32"],
          "latent": ["--set", "sampler.steps=7"]}
 #: branches no preset takes by default, each as (preset, extra arguments)
 VARIANTS = {
     "superres+warped": ("superres", ["--noise", "warped"]),
     "superres+none": ("superres", ["--model", "none"]),
     "superres+windows": ("superres", ["--chunk", "3", "--overlap", "1"]),
+    "superres+bf16": ("superres", ["--dtype", "bf16"]),
     "inpaint+untrusted": ("inpaint", ["--set", "degradation.trust_propagated=false", "--noise", "independent"]),
     "deblur+sigma": ("deblur", ["--set", "degradation.sigma_y=0.02"]),
     "interpolate-diffusion+windows": ("interpolate-diffusion", ["--chunk", "3", "--overlap", "2", "-x", "4"]),
@@ -63,6 +69,8 @@ VARIANTS = {
     "denoise+auto": ("denoise", ["--sigma", "auto"], "noisy"),
     "deblur+auto": ("deblur", ["--sigma-y", "auto"], "noisy"),
 }
+#: runs whose frames are recorded from a CPU computing bf16 natively (elsewhere `--dtype bf16` is fp32)
+NATIVE_BF16 = ("superres+bf16",)
 #: standard deviation of the seeded Gaussian noise on the `noisy` clip
 NOISY_SIGMA = 0.05
 
@@ -132,6 +140,11 @@ def run_preset(name: str, folder: Path, source: Path) -> list[np.ndarray]:
     return [f for batch in read_frames(folder / name, 64) for f in batch]
 
 
+def cpu_capability() -> str:
+    """oneDNN's kernel family, and whether bf16 is native (it picks the kernels of bf16 runs)."""
+    return torch.backends.cpu.get_cpu_capability() + ("+bf16" if cpu_has_bf16() else "")
+
+
 def frame_hash(frames: list[np.ndarray]) -> str:
     digest = hashlib.sha256()
     for frame in frames:
@@ -150,10 +163,12 @@ def compute(names: list[str] | None = None) -> dict[str, list[np.ndarray]]:
 def compare(outputs: dict[str, list[np.ndarray]]) -> list[str]:
     """Problems, one line each (none = identical to the recorded outputs)."""
     recorded = json.loads((GOLDEN / "golden.json").read_text())
-    same_cpu = recorded["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    same_cpu = recorded["cpu_capability"] == cpu_capability()
     frames = np.load(GOLDEN / "frames.npz", allow_pickle=False)
     problems = []
     for name, out in outputs.items():
+        if name in NATIVE_BF16 and not cpu_has_bf16():
+            continue  # computed in fp32 here: nothing recorded to compare with
         if name not in recorded["hashes"]:
             problems.append(f"{name}: no recorded hash (record it, saying why)")
         elif frame_hash(out) != recorded["hashes"][name]:
@@ -168,7 +183,7 @@ def compare(outputs: dict[str, list[np.ndarray]]) -> list[str]:
 
 def record(outputs: dict[str, list[np.ndarray]]) -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
-    data = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+    data = {"cpu_capability": cpu_capability(), "torch": torch.__version__,
             "hashes": {name: frame_hash(out) for name, out in outputs.items()}}
     (GOLDEN / "golden.json").write_text(json.dumps(data, indent=2) + "\n")
     np.savez_compressed(GOLDEN / "frames.npz", **{name: np.stack(out) for name, out in outputs.items()})

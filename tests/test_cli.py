@@ -119,6 +119,18 @@ def test_diffusion_prior_with_every_sampling_option(clip_dir, tmp_path):
     assert config["degradation"]["downsample"] == "bicubic" and config["preset"] == "superres-fast"
 
 
+def test_dtype_auto_is_bf16_where_the_cpu_has_it_and_is_recorded(clip_dir, tmp_path):
+    from vidrestore.runtime import cpu_has_bf16
+
+    common = ["superres", clip_dir / "low.mkv", "-x", 2, "--model", clip_dir / "tiny", "--steps", 2, "--quiet"]
+    for dtype in ("auto", "bf16", "fp32"):
+        result = run(*common, "-o", tmp_path / f"{dtype}.mkv", "--dtype", dtype)
+        assert result.exit_code == 0, result.output
+        metrics = json.loads((tmp_path / f"{dtype}.mkv.metrics.json").read_text())
+        assert metrics["dtype"] == ("bfloat16" if dtype != "fp32" and cpu_has_bf16() else "float32")
+    assert run(*common, "-o", tmp_path / "bad.mkv", "--dtype", "fp8").exit_code != 0
+
+
 def test_same_seed_same_result_and_chunking_is_invisible_for_per_frame_operators(clip_dir, tmp_path):
     # guidance couples neighbouring frames, so it is off here: only the operator's coupling matters
     common = ["superres", clip_dir / "low.mkv", "-x", 2, "--model", clip_dir / "tiny", "--steps", 2, "--quiet",

@@ -90,6 +90,15 @@ def test_a_dead_workers_window_is_solved_again():
     assert stats.retried == [1, 1] and stats.to_dict()["windows_retried"] == [1]
 
 
+def test_start_up_is_told_apart_from_the_steady_overhead():
+    pool, stats = FakePool(2, deaths={2: 1}), ExecutorStats("fake", 2)
+    assert len(list(run_ordered(pool, jobs(6), stats, retries=2))) == 6
+    # each worker's first window after it started, and the first after the restart, wait for a start-up
+    assert len(stats.first_overheads) == 3 and len(stats.later_overheads) == 3
+    summary = stats.to_dict()
+    assert summary["startup_seconds_per_worker"] >= 0 and summary["steady_overhead_seconds_per_window"] >= 0
+
+
 def test_a_window_whose_workers_keep_dying_gives_up_with_one_line():
     with pytest.raises(WorkerError, match="window 1: its worker died 3 times"):
         list(run_ordered(FakePool(2, deaths={1: 5}), jobs(4), ExecutorStats("fake", 2), retries=2))
@@ -196,11 +205,13 @@ def test_a_window_that_fails_every_try_gives_one_line_and_no_output(clip_dir, tm
 def _expected(cfg, task, window_jobs, threads):
     """The windows solved in this process with the workers' thread count (then bit-equal to theirs)."""
     from vidrestore.executors.local import LocalExecutor
+    from vidrestore.runtime import resolve_dtype
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        local = LocalExecutor(cfg, task, torch.device("cpu"), torch.float32, (32, 48))
+        cpu = torch.device("cpu")
+        local = LocalExecutor(cfg, task, cpu, resolve_dtype(cfg.runtime.dtype, cpu), (32, 48))  # as the workers
         return [s.x for s in local.solve(window_jobs)]
     finally:
         torch.set_num_threads(before)

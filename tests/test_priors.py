@@ -143,3 +143,48 @@ def test_shipped_model_loads_offline(monkeypatch):
     a = float(prior.alphas_cumprod[100])
     assert torch.allclose(a ** 0.5 * x0 + (1 - a) ** 0.5 * eps, x, atol=1e-4)
     assert sum(p.numel() for p in prior.unet.parameters()) > 1_000_000
+
+
+def test_dtype_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    from vidrestore import runtime
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(runtime, "cpu_has_bf16", lambda native=native: native)
+        assert runtime.resolve_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+        assert runtime.resolve_dtype("bf16", cpu) == (torch.bfloat16 if native else torch.float32)
+        assert runtime.resolve_dtype("fp16", cpu) == torch.float32  # fp16 convolutions are slow on CPU
+        assert runtime.resolve_dtype("fp32", cpu) == torch.float32
+    cuda = torch.device("cuda")  # not opened: the choice only reads the device type
+    assert runtime.resolve_dtype("auto", cuda) == torch.float32
+    assert runtime.resolve_dtype("fp16", cuda) == torch.float16
+    # latent pipelines stay fp32 on CPU whatever was asked; elsewhere they take the asked dtype
+    assert runtime.prior_dtype(torch.bfloat16, cpu, "sd") == torch.float32
+    assert runtime.prior_dtype(torch.bfloat16, cpu, "pixel") == torch.bfloat16
+    assert runtime.prior_dtype(torch.float16, cuda, "sdxl") == torch.float16
+
+
+def test_the_network_runs_channels_last_and_gives_the_same_prediction():
+    unet, scheduler = tiny_unet()
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.full((2,), 300)
+    with torch.no_grad():
+        expected = unet(x, t).sample  # before PixelDenoiser converts the module
+    denoiser = PixelDenoiser(unet, scheduler)
+    assert denoiser.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    eps, _ = denoiser.tweedie(x, 300)
+    assert eps.is_contiguous() and torch.allclose(eps, expected, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no native bf16 on this CPU")
+def test_the_shipped_prior_in_bf16_stays_close_to_fp32():
+    """bf16 where the CPU has it (`--dtype auto`): the clean estimate at the superres preset's t moves by well
+    under one 8-bit level on average."""
+    x0 = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    fp32 = load_pixel_prior(None, torch.device("cpu"))
+    bf16 = load_pixel_prior(None, torch.device("cpu"), torch.bfloat16)
+    a = float(fp32.alphas_cumprod[100])
+    x_t = a ** 0.5 * (2 * x0 - 1) + (1 - a) ** 0.5 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    ref, got = fp32.tweedie(x_t, 100)[1], bf16.tweedie(x_t, 100)[1]
+    assert got.dtype == torch.float32 and bf16.dtype == torch.bfloat16
+    assert float((got - ref).abs().mean()) < 0.5 / 255 * 2  # x̂0 in [-1, 1]

@@ -31,7 +31,8 @@ Model = Annotated[Optional[str], typer.Option("--model", help="'none' (classical
 Steps = Annotated[Optional[int], typer.Option("--steps", help="Diffusion steps (NFE per frame).")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed (results are reproducible per seed).")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:i].")]
-Dtype = Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (CUDA only; fp32 on CPU).")]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="The prior's precision: auto (bf16 on a CPU with native bf16, else fp32), fp32, fp16 or bf16 "
+                                                "(fp16: CUDA only; latent priors: fp32 on CPU).")]
 Chunk = Annotated[Optional[int], typer.Option("--chunk", help="Frames restored together as one problem.")]
 Overlap = Annotated[Optional[int], typer.Option("--overlap", help="Frames shared (and cross-faded) by consecutive chunks.")]
 Tile = Annotated[Optional[int], typer.Option("--tile", help="Spatial tile size for the denoiser (default: automatic from free memory).")]

@@ -23,7 +23,7 @@ from vidrestore.tasks import Degradation, get_task
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 CHOICES = {  # keys whose values come from a fixed set (a task's own keys are checked by its options)
     "sampler.noise": ("independent", "shared", "warped"),
-    "runtime.dtype": ("fp32", "fp16", "bf16"),
+    "runtime.dtype": ("auto", "fp32", "fp16", "bf16"),
     "guidance.sampling": ("bilinear", "bicubic"),
     "latent.init": ("inversion", "noised", "noise"),
     "latent.vae_tiling": ("auto", "off"),
@@ -120,7 +120,7 @@ class ClassicalConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = "auto"
-    dtype: str = "fp32"
+    dtype: str = "auto"             # the prior's compute dtype (runtime.resolve_dtype)
     seed: int = 0
     chunk: int = 16                # frames restored together (one CG system)
     overlap: int | None = None     # frames shared by consecutive chunks, cross-faded; None: chunk // 4, at most 4

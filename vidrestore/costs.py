@@ -24,7 +24,7 @@ from vidrestore.priors.estimate import (
     read_config,
 )
 from vidrestore.priors.loading import hub_offline
-from vidrestore.runtime import resolve_device, resolve_dtype
+from vidrestore.runtime import frames_per_call, prior_dtype, resolve_device, resolve_dtype
 from vidrestore.samplers import ddim_timesteps, latent_timesteps
 from vidrestore.tasks import get_task
 
@@ -68,6 +68,7 @@ def estimate_run(cfg: RunConfig) -> Estimate:
                         device=device, dtype=dtype)
     offline = hub_offline(location)
     kind = model_kind(None if cfg.model == "default" else cfg.model)
+    dtype = prior_dtype(dtype, device, kind)
     mb = min(cfg.runtime.micro_batch, frames)
     if kind == "pixel":
         unet_config = read_config(location, "unet/config.json", offline) or read_config(location, "config.json",
@@ -76,6 +77,7 @@ def estimate_run(cfg: RunConfig) -> Estimate:
             raise ModelError(f"cannot read the config of model {cfg.model!r} (not a local folder or cached)")
         timesteps = train_timesteps(location, offline)
         side = cfg.runtime.tile
+        mb = frames_per_call(mb, min(height, side or height), min(width, side or width), device)
         cost = pixel_network_cost(unet_config, min(height, side or height), min(width, side or width), dtype, mb)
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.runtime.threads or threads)  # timed as the run will compute (one worker)

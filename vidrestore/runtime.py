@@ -8,8 +8,12 @@ import torch
 
 from vidrestore.errors import DeviceError
 
-#: bytes of UNet2DModel activations per output pixel and base channel (measured order of magnitude)
-ACTIVATION_BYTES_PER_PIXEL_CHANNEL = 4 * 48
+#: bytes of UNet2DModel activations per pixel and base channel, inference without gradients: the embedded model
+#: peaked at 61 (fp32) and 33 (bf16) for 4 frames of 704x576
+ACTIVATION_BYTES_PER_PIXEL_CHANNEL = 64
+#: on CPU, pixels per network call: more spills the caches (bf16, embedded model, s / frame at 704x576: one frame
+#: per call 1.75, four 2.47; at 352x288: four 0.385, eight 0.583; at 160x128 eight is still the fastest)
+CPU_PIXELS_PER_CALL = 512 * 1024
 #: share of the free memory the denoiser's activations may take
 TILE_MEMORY_SHARE = 0.5
 FALLBACK_RAM = 8 * 1024 ** 3
@@ -32,14 +36,37 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN computes bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The prior's compute dtype. `auto`: bf16 on a CPU that computes it natively (the embedded UNet's
+    forward pass runs 3.5x faster than fp32 at 704x576, within 0.05 dB; docs/benchmarks.md), else fp32."""
     if device.type == "cpu":
-        return torch.float32  # half precision is slow or unsupported for convolutions on CPU
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+        # fp16 convolutions are slow on CPU, and bf16 is emulated (slow) without native support
+        return torch.bfloat16 if name in ("auto", "bf16") and cpu_has_bf16() else torch.float32
+    return {"auto": torch.float32, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def prior_dtype(dtype: torch.dtype, device: torch.device, kind: str) -> torch.dtype:
+    """The dtype a prior of `kind` ("pixel", "sd", "sdxl") computes in: latent pipelines stay fp32 on CPU (bf16 is
+    measured for the pixel prior only; on the tiny test pipeline it moved frames by up to 13 levels between
+    micro-batch sizes)."""
+    return torch.float32 if device.type == "cpu" and kind != "pixel" else dtype
+
+
+def frames_per_call(micro_batch: int, height: int, width: int, device: torch.device) -> int:
+    """Frames per network call: `micro_batch`, fewer on CPU for large frames (cache-sized calls run faster)."""
+    if device.type != "cpu":
+        return micro_batch
+    return max(1, min(micro_batch, CPU_PIXELS_PER_CALL // (height * width)))
 
 
 def auto_tile(height: int, width: int, micro_batch: int, device: torch.device, base_channels: int) -> int | None:
     """A tile size whose activations fit in half the free memory, or None when whole frames fit."""
+    micro_batch = frames_per_call(micro_batch, height, width, device)
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_ram()
     budget = free * TILE_MEMORY_SHARE / (micro_batch * ACTIVATION_BYTES_PER_PIXEL_CHANNEL * base_channels)
     if height * width <= budget:

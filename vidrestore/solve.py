@@ -185,7 +185,8 @@ def prior_info(prior, cfg: RunConfig) -> dict:
     if prior is None:
         return {"model": "none", "nfe": 0}
     nfe = network_evaluations_per_frame(cfg, prior.space, prior.num_train_timesteps, prior.classifier_free_guidance)
-    return {"model": prior.name, "nfe": nfe, **prior.summary(cfg.latent)}
+    return {"model": prior.name, "nfe": nfe, "dtype": str(prior.dtype).removeprefix("torch."),
+            **prior.summary(cfg.latent)}
 
 
 def load_configured_prior(cfg: RunConfig, device: torch.device, dtype: torch.dtype, frame_size: tuple[int, int]):

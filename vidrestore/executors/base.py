@@ -47,17 +47,27 @@ class ExecutorStats:
     solve_seconds: float = 0.0       # inside the workers, summed over the solved windows
     round_trip_seconds: float = 0.0  # from handing a window out to getting it back, summed
     windows: int = 0
+    # the same split by a worker's first window after it (re)started, which also waits for its start-up (a new
+    # process importing torch and loading the prior), and its later windows (serialisation and scheduling only)
+    first_overheads: list[float] = field(default_factory=list)
+    later_overheads: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        def mean(values):
+            return round(sum(values) / len(values), 4) if values else None
+
         overhead = (self.round_trip_seconds - self.solve_seconds) / self.windows if self.windows else None
         return {"executor": self.executor, "workers": self.workers, "windows_retried": sorted(set(self.retried)),
                 "worker_deaths": self.worker_deaths,
-                "overhead_seconds_per_window": round(overhead, 4) if overhead is not None else None}
+                "overhead_seconds_per_window": round(overhead, 4) if overhead is not None else None,
+                "startup_seconds_per_worker": mean(self.first_overheads),
+                "steady_overhead_seconds_per_window": mean(self.later_overheads)}
 
-    def solved(self, seconds: float, round_trip: float) -> None:
+    def solved(self, seconds: float, round_trip: float, first: bool = False) -> None:
         self.windows += 1
         self.solve_seconds += seconds
         self.round_trip_seconds += round_trip
+        (self.first_overheads if first else self.later_overheads).append(round_trip - seconds)
 
 
 class Executor(Protocol):
@@ -106,6 +116,7 @@ def run_ordered(pool: Pool, jobs: Iterable[WindowJob], stats: ExecutorStats, ret
     running: dict[int, tuple[WindowJob, int, float]] = {}   # worker -> (job, tries, handed out at)
     done: dict[int, SolvedWindow] = {}
     next_index, exhausted = None, False
+    fresh = set(range(pool.size))   # workers that have not returned a window since they (re)started
     while True:
         # refill: at most one job per worker
         # (a window to re-run always goes out; new ones only while few results wait for an earlier window)
@@ -139,11 +150,13 @@ def run_ordered(pool: Pool, jobs: Iterable[WindowJob], stats: ExecutorStats, ret
                     raise WorkerError(f"window {job.index}: its worker died {tries + 1} times "
                                       f"({result.reason}); giving up")
                 pool.restart(worker)
+                fresh.add(worker)
                 queue.insert(0, (job, tries + 1))
             elif isinstance(result, Failed):
                 raise result.error
             else:
-                stats.solved(result.seconds, time.perf_counter() - handed_out)
+                stats.solved(result.seconds, time.perf_counter() - handed_out, first=worker in fresh)
+                fresh.discard(worker)
                 done[job.index] = result
                 if on_window is not None:
                     on_window()

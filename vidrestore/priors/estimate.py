@@ -140,7 +140,7 @@ def pixel_forward_rate(unet_config: dict, height: int, width: int, device: torch
     diffusers_logging.set_verbosity_error()
     with torch.device("meta"):
         unet = UNet2DModel.from_config(unet_config)
-    unet = unet.to_empty(device=device).to(dtype).eval()
+    unet = unet.to_empty(device=device).to(dtype).eval().to(memory_format=torch.channels_last)  # as PixelDenoiser
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in unet.parameters():  # small random weights: uninitialised memory may hold NaNs or denormals
@@ -150,6 +150,7 @@ def pixel_forward_rate(unet_config: dict, height: int, width: int, device: torch
         multiple = 2 ** (len(unet.config.block_out_channels) - 1)
         h, w = (max(multiple, min(side, PROBE_SIDE) // multiple * multiple) for side in (height, width))
         x = torch.randn(1, unet.config.in_channels, h, w, generator=generator).to(device, dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
         t = torch.full((1,), 500, dtype=torch.long, device=device)
         with FlopCounterMode(display=False) as counter:  # the warm-up pass counts the work
             unet(x, t)

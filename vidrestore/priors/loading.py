@@ -14,7 +14,7 @@ import torch
 
 from vidrestore.errors import ModelError
 from vidrestore.priors.pixel import PixelDenoiser
-from vidrestore.runtime import auto_tile
+from vidrestore.runtime import auto_tile, prior_dtype
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "vr-pixel-small"
@@ -115,8 +115,9 @@ def load_prior(model: str | None, device: torch.device, dtype: torch.dtype = tor
                              f"{model or DEFAULT_MODEL!r} is a pixel-space model")
         return load_pixel_prior(model, device, dtype, micro_batch=micro_batch, tile=tile, offline=offline,
                                 frame_size=frame_size)
-    return load_latent_prior(location, index, device, dtype, offline=offline, micro_batch=micro_batch, vae=vae,
-                             prompt=prompt, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
+    return load_latent_prior(location, index, device, prior_dtype(dtype, device, latent_kind(index)),
+                             offline=offline, micro_batch=micro_batch, vae=vae, prompt=prompt,
+                             negative_prompt=negative_prompt, guidance_scale=guidance_scale,
                              vae_tiling=vae_tiling, vae_tile=tile)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from vidrestore.priors.base import UNetDenoiserBase, split_prediction
+from vidrestore.runtime import frames_per_call
 
 if TYPE_CHECKING:  # diffusers is imported only when a model is loaded: it is slow to import
     from diffusers import DDPMScheduler, UNet2DModel
@@ -48,7 +49,8 @@ class PixelDenoiser(UNetDenoiserBase):
 
     def __init__(self, unet: "UNet2DModel", scheduler: "DDPMScheduler", *, name: str = "unet",
                  micro_batch: int = 8, tile: int | None = None, tile_overlap: int = 32):
-        self.unet = unet.eval().requires_grad_(False)
+        # channels-last: oneDNN's (and cuDNN's) fastest convolution layout, 1.4x at 704x576 on CPU (fp32)
+        self.unet = unet.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.name = name
         self.prediction_type = scheduler.config.prediction_type
         self.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64).cpu()
@@ -65,9 +67,10 @@ class PixelDenoiser(UNetDenoiserBase):
             mode = "reflect" if (ph < h and pw < w) else "replicate"
             x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
         out = []
-        for chunk in x.split(self.micro_batch):
+        for chunk in x.split(frames_per_call(self.micro_batch, *x.shape[-2:], self.device)):
             timestep = torch.full((chunk.shape[0],), t, device=self.device, dtype=torch.long)
-            out.append(self.unet(chunk.to(self.device, self.dtype), timestep).sample.to(x.dtype))
+            inputs = chunk.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+            out.append(self.unet(inputs, timestep).sample.to(x.dtype).contiguous())
         return torch.cat(out)[..., :h, :w]
 
     def _tiled_network(self, x: torch.Tensor, t: int) -> torch.Tensor:
