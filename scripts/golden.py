@@ -12,7 +12,7 @@ decoding. `tests/test_golden.py` runs the check.
 
 Float results depend on the CPU's vector unit (oneDNN picks kernels by it), so
 the file records `torch.backends.cpu.get_cpu_capability()` (with "+bf16" where the CPU computes bf16 natively,
-which `--dtype auto` then uses: the runs pin fp32, and superres+bf16 is checked only there): hashes must match
+which `--dtype auto` then uses, and "+amx": the runs pin fp32, and superres+bf16 is checked only on such a CPU): hashes must match
 exactly on a machine of the recorded capability; elsewhere the frames must
 agree within one 8-bit level (they are stored beside the hashes).
 """
@@ -69,7 +69,7 @@ VARIANTS = {
     "denoise+auto": ("denoise", ["--sigma", "auto"], "noisy"),
     "deblur+auto": ("deblur", ["--sigma-y", "auto"], "noisy"),
 }
-#: runs whose frames are recorded from a CPU computing bf16 natively (elsewhere `--dtype bf16` is fp32)
+#: runs checked only on a CPU of the recorded capability (bf16: elsewhere other kernels, or fp32)
 NATIVE_BF16 = ("superres+bf16",)
 #: standard deviation of the seeded Gaussian noise on the `noisy` clip
 NOISY_SIGMA = 0.05
@@ -141,8 +141,12 @@ def run_preset(name: str, folder: Path, source: Path) -> list[np.ndarray]:
 
 
 def cpu_capability() -> str:
-    """oneDNN's kernel family, and whether bf16 is native (it picks the kernels of bf16 runs)."""
-    return torch.backends.cpu.get_cpu_capability() + ("+bf16" if cpu_has_bf16() else "")
+    """oneDNN's kernel family, and whether bf16 is native and AMX present (they pick the kernels of bf16 runs)."""
+    try:
+        amx = "amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        amx = False
+    return torch.backends.cpu.get_cpu_capability() + ("+bf16" if cpu_has_bf16() else "") + ("+amx" if amx else "")
 
 
 def frame_hash(frames: list[np.ndarray]) -> str:
@@ -167,8 +171,8 @@ def compare(outputs: dict[str, list[np.ndarray]]) -> list[str]:
     frames = np.load(GOLDEN / "frames.npz", allow_pickle=False)
     problems = []
     for name, out in outputs.items():
-        if name in NATIVE_BF16 and not cpu_has_bf16():
-            continue  # computed in fp32 here: nothing recorded to compare with
+        if name in NATIVE_BF16 and not same_cpu:
+            continue  # bf16 kernels (AVX512-BF16, AMX) or fp32 here: their sums differ by more than a level
         if name not in recorded["hashes"]:
             problems.append(f"{name}: no recorded hash (record it, saying why)")
         elif frame_hash(out) != recorded["hashes"][name]:
