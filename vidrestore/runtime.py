@@ -43,7 +43,7 @@ def cpu_has_bf16() -> bool:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """The prior's compute dtype. `auto`: bf16 on a CPU that computes it natively (the embedded UNet's
-    forward pass runs 3.5x faster than fp32 at 704x576, within 0.05 dB; docs/benchmarks.md), else fp32."""
+    forward pass runs 3x faster than fp32 at 704x576, PSNR within 0.01 dB; docs/benchmarks.md), else fp32."""
     if device.type == "cpu":
         # fp16 convolutions are slow on CPU, and bf16 is emulated (slow) without native support
         return torch.bfloat16 if name in ("auto", "bf16") and cpu_has_bf16() else torch.float32
