@@ -2,6 +2,13 @@
 
 For each frame size: FLOP of one forward (torch's FLOP counter), seconds per forward and
 GFLOP/s under each setting, and the share of the CPU's fp32 FMA peak. Prints a Markdown table.
+
+    python scripts/bench_throughput.py --profile 704x576          # fp32 / channels-last / bf16, three sizes
+    python scripts/bench_throughput.py --sizes 704x576 --settings bf16_channels_last --batch 4   # frames per call
+    python scripts/bench_throughput.py --sizes 704x576 --settings bf16_channels_last,bf16_channels_last_compile
+
+A setting names its parts: `bf16` (autocast), `channels_last`, `compile` (torch.compile, inductor; the
+warm-up pass compiles and is not timed).
 """
 from __future__ import annotations
 
@@ -60,6 +67,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="176x144,352x288,704x576")
     ap.add_argument("--settings", default="fp32,channels_last,bf16,bf16_channels_last")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1, help="frames per forward pass (the table is per frame)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--profile", default="", help="WxH: also print where one forward's time goes, per setting")
     ap.add_argument("--peak-gflops", type=float, default=None,
@@ -76,11 +84,11 @@ def main() -> None:
     rows = []
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.split("x"))
-        x = torch.randn(1, 3, h, w)
-        t = torch.full((1,), 50, dtype=torch.long)
+        x = torch.randn(args.batch, 3, h, w)
+        t = torch.full((args.batch,), 50, dtype=torch.long)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             unet(x, t)
-        flop = counter.get_total_flops()
+        flop = counter.get_total_flops() / args.batch
         for setting in args.settings.split(","):
             net = unet
             xi = x
@@ -97,13 +105,14 @@ def main() -> None:
             def run():
                 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     return fwd(xi, t).sample
-            s = timed(run, args.repeats)
+            s = timed(run, args.repeats) / args.batch
             gf = flop / s / 1e9
             rows.append((size, setting, flop / 1e9, s, gf, 100 * gf / args.peak_gflops))
             print(rows[-1], flush=True)
     if args.profile:
         print(profile_table(unet, args.profile))
-    print("| size | setting | GFLOP / forward | s / forward | GFLOP/s | % of fp32 FMA peak |")
+    print(f"batch {args.batch}")
+    print("| size | setting | GFLOP / frame | s / frame | GFLOP/s | % of fp32 FMA peak |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.3f} | {r[4]:.1f} | {r[5]:.0f} % |")

@@ -12,7 +12,7 @@ from vidrestore.errors import DeviceError
 #: peaked at 61 (fp32) and 33 (bf16) for 4 frames of 704x576
 ACTIVATION_BYTES_PER_PIXEL_CHANNEL = 64
 #: on CPU, pixels per network call: more spills the caches (bf16, embedded model, s / frame at 704x576: one frame
-#: per call 1.75, four 2.47; at 352x288: four 0.385, eight 0.583; at 160x128 eight is still the fastest)
+#: per call 1.64, four 2.43, scripts/bench_throughput.py --batch; at 160x128 eight per call is still the fastest)
 CPU_PIXELS_PER_CALL = 512 * 1024
 #: share of the free memory the denoiser's activations may take
 TILE_MEMORY_SHARE = 0.5

@@ -44,11 +44,9 @@ class ExecutorStats:
     retried: list[int] = field(default_factory=list)   # window indices solved more than once
     worker_deaths: int = 0
     state: dict[str, str] = field(default_factory=dict)  # worker -> "idle" | "window N"
-    solve_seconds: float = 0.0       # inside the workers, summed over the solved windows
-    round_trip_seconds: float = 0.0  # from handing a window out to getting it back, summed
-    windows: int = 0
-    # the same split by a worker's first window after it (re)started, which also waits for its start-up (a new
-    # process importing torch and loading the prior), and its later windows (serialisation and scheduling only)
+    # per solved window: from handing it out to getting it back, minus the solve inside the worker; a worker's
+    # first window after it (re)started also waits for its start-up (a new process importing torch and loading
+    # the prior), its later windows only for serialisation and scheduling
     first_overheads: list[float] = field(default_factory=list)
     later_overheads: list[float] = field(default_factory=list)
 
@@ -56,17 +54,13 @@ class ExecutorStats:
         def mean(values):
             return round(sum(values) / len(values), 4) if values else None
 
-        overhead = (self.round_trip_seconds - self.solve_seconds) / self.windows if self.windows else None
         return {"executor": self.executor, "workers": self.workers, "windows_retried": sorted(set(self.retried)),
                 "worker_deaths": self.worker_deaths,
-                "overhead_seconds_per_window": round(overhead, 4) if overhead is not None else None,
+                "overhead_seconds_per_window": mean(self.first_overheads + self.later_overheads),
                 "startup_seconds_per_worker": mean(self.first_overheads),
                 "steady_overhead_seconds_per_window": mean(self.later_overheads)}
 
     def solved(self, seconds: float, round_trip: float, first: bool = False) -> None:
-        self.windows += 1
-        self.solve_seconds += seconds
-        self.round_trip_seconds += round_trip
         (self.first_overheads if first else self.later_overheads).append(round_trip - seconds)
 
 
