@@ -9,7 +9,8 @@ wobble, and fast motion with motion blur (5 output pixels per frame, each
 frame the mean of 5 sub-frame positions over the shutter). Each is box
 downsampled ×s, then degraded like footage arrives: libx264 at CRF 23 or 28
 (`.mp4`, yuv420p), or Gaussian noise of σ = 3/255 (seeded) and 8-bit
-rounding. The degraded clip is restored by `vidrestore superres -x s` with the
+rounding; `clean` keeps the 8-bit box-downsampled clip (the noise estimate
+should find nothing there). The degraded clip is restored by `vidrestore superres -x s` with the
 defaults (σ_y auto), optionally also with `--sigma-y 0` (exact data
 consistency, as before the noise model), and upscaled with Lanczos; PSNR and
 SSIM are against the ground truth. The table is printed; `--write` puts it in
@@ -33,7 +34,7 @@ from vidrestore.io import VideoWriter, quantize, to_uint8
 from benchlib import MOTIONS, ROOT, markdown_table, read_clip, run_cli, write_lossless, write_section
 
 FPS = Fraction(24)
-DEGRADATIONS = ("crf23", "crf28", "noise3")
+DEGRADATIONS = ("clean", "crf23", "crf28", "noise3")
 NOISE_SIGMA = 3 / 255
 #: fast motion: sub-frames per frame (the shutter) and output pixels per sub-frame
 SHUTTER, FAST_PAN = 5, (1.0, 0.4)
@@ -63,6 +64,8 @@ def make_clips(size: tuple[int, int], frames: int, names: list[str] | None) -> d
 
 def degrade(low: torch.Tensor, kind: str, path: Path, seed: int = 0) -> Path:
     """The low-res clip as footage arrives: through libx264 at a CRF (`.mp4`), or noisy and 8-bit (`.mkv`)."""
+    if kind == "clean":
+        return write_lossless(path.with_suffix(".mkv"), low, FPS)
     if kind.startswith("crf"):
         path = path.with_suffix(".mp4")
         with VideoWriter(path, FPS, low.shape[3], low.shape[2], crf=int(kind[3:]), overwrite=True) as writer:

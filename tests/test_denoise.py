@@ -11,7 +11,7 @@ from vidrestore.cli import app
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import UsageError
 from vidrestore.io import quantize
-from vidrestore.operators.noise import estimate_sigma, proximal_weight, timestep_for_sigma
+from vidrestore.operators.noise import estimable, estimate_sigma, proximal_weight, timestep_for_sigma
 from vidrestore.solve import noise_gamma
 from vidrestore.tasks import get_task
 
@@ -55,11 +55,12 @@ def test_a_clean_8_bit_clip_estimates_to_zero(seed):
         assert estimate_sigma(quantize(smooth_clip(*shape, seed=seed))) == (0.0, [0.0, 0.0, 0.0])
 
 
-def test_tiny_frames_still_give_an_estimate():
-    assert estimate_sigma(quantize(smooth_clip(3, 8, 12)))[0] == 0.0
+def test_frames_too_small_to_tell_noise_from_texture_estimate_nothing():
+    assert not estimable((12, 16)) and not estimable((2, 2)) and estimable((24, 32)) and estimable((48, 64))
     assert estimate_sigma(torch.zeros(2, 3, 2, 2)) == (0.0, [0.0, 0.0, 0.0])
-    sigma, _ = estimate_sigma(noisy(torch.full((6, 3, 8, 9), 0.5), 0.1))
-    assert 0.07 < sigma < 0.13
+    assert estimate_sigma(noisy(torch.full((6, 3, 12, 16), 0.5), 0.1)) == (0.0, [0.0, 0.0, 0.0])
+    sigma, _ = estimate_sigma(noisy(torch.full((6, 3, 24, 32), 0.5), 0.1))  # six blocks a frame: enough
+    assert 0.085 < sigma < 0.115
 
 
 def test_the_weight_follows_the_noise_and_the_timestep():
@@ -98,6 +99,18 @@ def test_sigma_zero_keeps_exact_data_consistency():
     assert callable(gamma) and gamma(0.5) == gamma(0.9999) == 1.0  # DDS's γ = 1 (noise_weight 0)
     gamma = noise_gamma(resolve_config("deblur", sets=["sampler.noise_weight=1"], flags={"degradation.sigma_y": 0.02}))
     assert gamma(0.5) == 1.0 and gamma(0.9999) > 10  # more weight on the prior near t = 0
+
+
+def test_superres_weighs_a_noisy_input_by_its_noise_and_the_operators_scale():
+    cfg = resolve_config("superres", flags={"degradation.sigma_y": 0.02})
+    assert cfg.sampler.noisy_gamma == 0 and cfg.sampler.noise_weight == 16
+    x2, x4 = noise_gamma(cfg, 1 / 4), noise_gamma(cfg, 1 / 16)
+    assert x2(0.95) == pytest.approx(4 * x4(0.95)) == pytest.approx(proximal_weight(0.02, 0.95, 4.0))
+    assert 0 < x4(0.95) < 0.1 < x4(0.9999)  # no floor: early steps keep to y, the last follow the prior
+    assert noise_gamma(resolve_config("superres", flags={"degradation.sigma_y": 0})) == 0.0
+    floored = noise_gamma(resolve_config("superres", sets=["sampler.noisy_gamma=1"],
+                                         flags={"degradation.sigma_y": 0.02}), 1 / 16)
+    assert floored(0.95) == 1.0
 
 
 def test_denoise_options():
@@ -151,6 +164,19 @@ def test_sigma_y_auto_and_value_through_the_cli(files, tmp_path):
                      "--sigma-y", bad)
         assert result.exit_code == 2 and "degradation.sigma_y must be 'auto'" in result.stderr
         assert "Traceback" not in result.output
+
+
+def test_frames_too_small_for_the_estimate_are_solved_noise_free_with_a_warning(tmp_path):
+    write_clip(tmp_path / "tiny.mkv", noisy(smooth_clip(4, 12, 16, seed=3), 0.05))
+    out = tmp_path / "out.mkv"
+    result = run("superres", tmp_path / "tiny.mkv", "-x", 2, "-o", out, "--model", "none", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "frames of 16x12 are too small to tell noise from texture" in result.stderr
+    assert metrics_of(out)["sigma_y"] == 0 and not metrics_of(out)["sigma_y_estimated"]
+    result = run("superres", tmp_path / "tiny.mkv", "-x", 2, "-o", tmp_path / "told.mkv", "--model", "none",
+                 "--quiet", "--sigma-y", "0.05")
+    assert result.exit_code == 0 and "too small" not in result.stderr
+    assert metrics_of(tmp_path / "told.mkv")["sigma_y"] == 0.05
 
 
 def test_denoise_through_the_cli(files, tmp_path):

@@ -120,6 +120,21 @@ def test_normal_and_float32(name):
     assert op.initial_estimate(ax32).dtype == torch.float32
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_normal_scale_is_the_gain_of_the_normal_operator_on_a_constant(scale):
+    """Away from the boundary AᵀA maps a constant clip to normal_scale times itself (the noise-aware data
+    weight scales with it): 1/s² for s× downsampling, 1 for a normalised blur, products for compositions."""
+    blur = Blur(gaussian_kernel(1.0))
+    ops = [BoxDownsample(scale), BicubicDownsample(scale), blur, Identity(), Compose(BoxDownsample(scale), blur)]
+    expected = [1 / scale ** 2, 1 / scale ** 2, 1.0, 1.0, 1 / scale ** 2]
+    margin = 4 * scale
+    for op, value in zip(ops, expected):
+        gain = op.normal(torch.ones(1, 1, 24 * scale, 24 * scale, dtype=torch.float64))
+        interior = gain[..., margin:-margin, margin:-margin]
+        assert op.normal_scale == pytest.approx(value, rel=1e-12)
+        assert torch.allclose(interior, torch.full_like(interior, value), rtol=1e-9, atol=0), op.name
+
+
 def _chunks(op, frames):
     k = op.temporal_stride
     chunks = []

@@ -37,6 +37,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "sampler.cg_iterations": (1, 1000, False),   # 0 would skip data consistency: the output ignores the input
     "sampler.gamma": (0.0, None, False),
     "sampler.noise_weight": (0.0, None, False),
+    "sampler.noisy_gamma": (0.0, None, False),
     "sampler.start_t": (1, TIMESTEPS, False),    # 1000 = from pure noise; below: from the noised estimate
     "sampler.average": (1, None, False),
     "sampler.warp_correlation": (0.0, 1.0, False),
@@ -76,6 +77,8 @@ class SamplerConfig:
     gamma: float = 0.0             # DDS proximal weight (σ_y > 0: at least 1, and noise_weight · σ_y² / σ_t²)
     noise_weight: float = 0.0      # σ_y > 0: scale of a data-consistency weight σ_y² / σ_t² that follows ᾱ_t
                                    # (0: DDS's constant γ = 1, measured best for deblur; denoise presets: 64)
+    noisy_gamma: float = 1.0       # σ_y > 0: the least γ (DDS's 1, measured best for deblur); superres: 0, as its
+                                   # A averages s² pixels and γ = 1 would all but ignore y (see presets/superres.yaml)
     noise: str = "shared"          # independent | shared | warped (moves with the optical flow)
     start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
     average: int = 1               # average this many samples (higher PSNR, N× the time)

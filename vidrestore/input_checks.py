@@ -22,8 +22,9 @@ def resolve_input(cfg: RunConfig, task: Task, input_path: Path, fps: Fraction | 
                   ) -> tuple[RunConfig, Task, dict, list[str]]:
     """(`cfg` and `task` with every estimate resolved, what the metrics JSON reports, warnings for the user)."""
     head = read_head(input_path, fps)
-    cfg, report = resolve_noise(cfg, input_path, fps, head=head)
-    options, found, warnings = task.inspect_input(head, float(cfg.degradation.noise_level))
+    cfg, report, warnings = resolve_noise(cfg, input_path, fps, head=head)
+    options, found, task_warnings = task.inspect_input(head, float(cfg.degradation.noise_level))
+    warnings = warnings + task_warnings
     if options != task.options:
         cfg = dataclasses.replace(cfg, degradation=options)
         task = type(task)(options, task.width, task.height, task.frame_count, task.source)

@@ -10,6 +10,8 @@ ratio and the std of per-block offsets it explains,
 `vidrestore.operators.blind.blocking`): blocking is structured noise, and
 σ_y = √(σ_noise² + σ_blocking²). A clean input (no noise above the floor, no
 blocking above `BLOCK_RATIO`) still estimates to 0: exact data consistency.
+Frames too small to tell noise from texture (`operators.noise.estimable`) are
+solved as noise-free, with a warning.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch
 from vidrestore.config import RunConfig
 from vidrestore.io import read_frames, to_tensor
 from vidrestore.operators.blind import blocking
-from vidrestore.operators.noise import ESTIMATE_FRAMES, estimate_sigma
+from vidrestore.operators.noise import ESTIMATE_FRAMES, estimable, estimate_sigma
 from vidrestore.tasks.base import AUTO
 
 
@@ -39,24 +41,24 @@ def read_head(path: Path, fps: Fraction | None = None, frames: int = ESTIMATE_FR
     return to_tensor(batch[:frames])
 
 
-def estimate_input_sigma(path: Path, fps: Fraction | None = None, frames: int = ESTIMATE_FRAMES
-                         ) -> tuple[float, list[float]]:
-    """(σ, σ per channel) of the first `frames` frames of a video or frame folder."""
-    return estimate_sigma(read_head(path, fps, frames))
-
-
 def resolve_noise(cfg: RunConfig, input_path: Path, fps: Fraction | None = None,
-                  head: torch.Tensor | None = None) -> tuple[RunConfig, dict]:
-    """`cfg` with the noise level a number, and what the metrics JSON says about it (`head`: the input's first
-    frames, when already read)."""
+                  head: torch.Tensor | None = None) -> tuple[RunConfig, dict, list[str]]:
+    """`cfg` with the noise level a number, what the metrics JSON says about it, and warnings for the user
+    (`head`: the input's first frames, when already read)."""
     level = cfg.degradation.noise_level
     if level != AUTO:
-        return cfg, {"sigma_y": float(level), "sigma_y_estimated": False}
+        return cfg, {"sigma_y": float(level), "sigma_y_estimated": False}, []
     head = read_head(input_path, fps) if head is None else head
+    if not estimable(head.shape[-2:]):
+        h, w = head.shape[-2:]
+        resolved = dataclasses.replace(cfg, degradation=cfg.degradation.with_noise_level(0.0))
+        return resolved, {"sigma_y": 0.0, "sigma_y_estimated": False}, [
+            f"frames of {w}x{h} are too small to tell noise from texture: solved as noise-free "
+            "(give --sigma-y if the input is noisy)"]
     noise, channels = estimate_sigma(head)
     ratio, block = blocking(head)
     sigma = math.hypot(noise, block) if block > 0 else noise  # no blocking: the noise estimate, bit for bit
     resolved = dataclasses.replace(cfg, degradation=cfg.degradation.with_noise_level(sigma))
     return resolved, {"sigma_y": round(sigma, 6), "sigma_y_estimated": True,
                       "sigma_y_channels": [round(c, 6) for c in channels],
-                      "blocking": {"ratio": round(ratio, 4), "sigma": round(block, 6)}}
+                      "blocking": {"ratio": round(ratio, 4), "sigma": round(block, 6)}}, []

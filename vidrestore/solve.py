@@ -35,23 +35,26 @@ from vidrestore.temporal import WindowMotion, window_motion
 from vidrestore.temporal.confidence import flow_confidence
 
 
-def noise_gamma(cfg: RunConfig) -> float | Callable[[float], float]:
+def noise_gamma(cfg: RunConfig, normal_scale: float = 1.0) -> float | Callable[[float], float]:
     """DDS's proximal weight γ: `sampler.gamma` when σ_y = 0; with noise, at each step's ᾱ_t, the larger of
-    DDS's γ = max(sampler.gamma, 1) and noise_weight · σ_y² / σ_t² (which grows as the steps approach t = 0,
-    so the last steps follow the prior instead of copying the noise).
+    max(sampler.gamma, sampler.noisy_gamma) and noise_weight · normal_scale · σ_y² / σ_t² (which grows as the
+    steps approach t = 0, so the last steps follow the prior instead of copying the noise).
 
+    `normal_scale` is the operator's (`LinearOperator.normal_scale`, 1/s² for s× downsampling): the weight
+    compares ‖A x − y‖² with ‖x − x̂0‖², and one measurement of an s× average carries 1/s² of a pixel.
     σ_y is the resolved noise level (`vidrestore.noise.resolve_noise`); one still "auto" here (a caller
     that did not resolve it) counts as 0, exact data consistency as before. Measured (deblur-fast,
     Gaussian σ 1, σ_y = 0.02, 64x64 coffee pan): constant γ = 1 29.85 dB; σ_y² / σ_t² alone with
-    noise_weight 1 / 16 / 64 27.46 / 29.69 / 28.31 dB, hence the floor; with the floor, noise_weight 1 / 16
-    29.68 / 29.39 dB (warping error 7.3e-4 / 7.0e-4 against 8.0e-4), hence noise_weight 0 by default (DDS's
-    γ = 1 as before). Denoising needs it (the denoise presets: 64): see presets/denoise.yaml.
+    noise_weight 1 / 16 / 64 27.46 / 29.69 / 28.31 dB, hence the floor (noisy_gamma 1); with the floor,
+    noise_weight 1 / 16 29.68 / 29.39 dB (warping error 7.3e-4 / 7.0e-4 against 8.0e-4), hence noise_weight
+    0 by default (DDS's γ = 1 as before). Denoising needs it (the denoise presets: 64), and so does
+    super-resolution, where γ = 1 all but ignores y (presets/superres.yaml).
     """
     s, sigma = cfg.sampler, cfg.degradation.noise_level
     sigma = 0.0 if sigma == AUTO else float(sigma)
     if sigma == 0:
         return s.gamma
-    floor, scale = max(s.gamma, 1.0), s.noise_weight
+    floor, scale = max(s.gamma, s.noisy_gamma), s.noise_weight * normal_scale
 
     def gamma(alpha_bar: float) -> float:
         return max(floor, proximal_weight(sigma, alpha_bar, scale))
@@ -64,7 +67,7 @@ def window_coupling(cfg: RunConfig, operator: LinearOperator, x_init: torch.Tens
     """DDS's γ (a number, or a function of ᾱ_t when σ_y > 0), and the window's motion where warped noise or
     guidance need it."""
     s, weight = cfg.sampler, cfg.guidance.equivariance
-    gamma = noise_gamma(cfg)
+    gamma = noise_gamma(cfg, operator.normal_scale)
     # warped noise and equivariance guidance start from the flow of the initial estimate
     needs_motion = s.noise == "warped" or weight > 0
     # guidance.flow_blur is in input pixels: aliasing of an upsampled input is as coarse as the input's pixels

@@ -8,6 +8,7 @@ masks are cast to the input's device and dtype on use, and cached).
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -59,6 +60,9 @@ class LinearOperator(ABC):
     temporal_radius: int = 0
     #: input frames per output frame (k for TemporalSubsample(k), else 1)
     temporal_stride: int = 1
+    #: AᵀA's gain on a constant clip away from the boundary (s× downsampling: 1/s²; identity, masks,
+    #: normalised blurs: 1): data-consistency weights that follow σ_y scale with it
+    normal_scale: float = 1.0
 
     @abstractmethod
     def A(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,6 +167,7 @@ class Compose(LinearOperator):
             stride *= op.temporal_stride
         self.temporal_radius = radius
         self.temporal_stride = stride
+        self.normal_scale = math.prod(op.normal_scale for op in self.ops)
 
     def A(self, x):
         for op in reversed(self.ops):

@@ -10,6 +10,13 @@ noise std. Texture and edges raise some blocks, not the flattest ones;
 blocks touching a saturated pixel (0 or 255, where noise is clipped) are left
 out while enough others remain.
 
+A frame needs room for flat blocks: with fewer than `MIN_BLOCKS` blocks per
+frame every block is mostly texture, and the estimate is the texture's
+(measured, scripts/bench_real_inputs.py: clean clips box-downsampled to 12×16,
+one block per frame, estimated 2–15/255; at 24×32, six blocks, 0–3.8/255).
+Such frames estimate to nothing (`estimate_sigma` says so): the user gives
+`--sigma-y` if they know better.
+
 An 8-bit input carries quantisation noise (uniform, std 1/(255·√12) ≈
 0.29/255) and a clean natural clip a little texture even in its flattest
 blocks. The estimate subtracts the quantisation variance and reports 0 under
@@ -33,6 +40,8 @@ ESTIMATE_FRAMES = 16
 #: the high-pass: second difference in x times second difference in y, / 6 (white noise keeps its std)
 HIGH_PASS = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], dtype=torch.float64) / 6.0
 BLOCK = 8
+#: fewer blocks than this per frame: the frames are too small to tell noise from texture
+MIN_BLOCKS = 4
 QUANTILE = 0.1
 #: the QUANTILE of the block RMS of HIGH_PASS on unit white noise (measured: 12 × 32 frames of 128², 0.7936 ± 0.003)
 QUANTILE_OF_UNIT_NOISE = 0.7936
@@ -51,21 +60,19 @@ def block_rms(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return r.pow(2).mean(dim=(2, 4)).sqrt().reshape(c, -1), sat.amax(dim=(2, 4)).reshape(c, -1) > 0
 
 
+def estimable(size: tuple[int, int]) -> bool:
+    """Whether frames of `size` (H, W) hold enough blocks (`MIN_BLOCKS`) to tell noise from texture."""
+    h, w = size
+    return ((h - 2) // BLOCK) * ((w - 2) // BLOCK) >= MIN_BLOCKS
+
+
 def estimate_sigma_channels(frames: torch.Tensor) -> list[float]:
     """Raw noise std per channel of a clip (F, C, H, W) in [0, 1], pooled over the frames (quantisation
-    noise included)."""
+    noise included); 0 for frames too small to tell (`estimable`)."""
     if frames.ndim != 4:
         raise ValueError(f"expected a clip (F, C, H, W), got {tuple(frames.shape)}")
-    h, w = frames.shape[-2:]
-    if h < 3 or w < 3:  # no high-pass fits: nothing can be told from the input
+    if not estimable(frames.shape[-2:]):
         return [0.0] * frames.shape[1]
-    if h < BLOCK + 2 or w < BLOCK + 2:  # smaller than one block: the MAD of every high-pass value
-        x = frames.to(torch.float64).transpose(0, 1).reshape(frames.shape[1], -1, 1, h, w)
-        out = []
-        for channel in x:
-            r = F.conv2d(channel, HIGH_PASS.view(1, 1, 3, 3))
-            out.append(float(r.abs().median()) / 0.6744897501960817)
-        return out
     parts = [block_rms(frame) for frame in frames]
     rms, sat = torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
     out = []

@@ -29,6 +29,10 @@ def _check_output(op: LinearOperator, y: torch.Tensor) -> None:
 class _Downsample(LinearOperator):
     scale: int
 
+    @property
+    def normal_scale(self) -> float:
+        return 1.0 / (self.scale * self.scale)
+
     def output_shape(self, input_shape):
         f, c, h, w = _shape4(input_shape, "input shape")
         s = self.scale
