@@ -268,7 +268,7 @@ def test_set_and_preset_keys_win_over_task_options_the_user_did_not_type(files, 
     ("sampler.steps", 0), ("latent.inversion_t", 1001), ("runtime.micro_batch", 0), ("runtime.chunk", 0),
     ("runtime.overlap", -1), ("io.crf", 52), ("io.fps", 0), ("io.fps", ".nan"), ("sampler.warp_correlation", 1.5),
     ("guidance.flow_updates", -1), ("guidance.equivariance", 3), ("runtime.seed", -1), ("runtime.tile", 8),
-    ("runtime.workers", -1), ("sampler.gamma", ".inf"),
+    ("runtime.workers", -1), ("sampler.gamma", ".inf"), ("sampler.noisy_gamma", -1),
 ])
 def test_out_of_range_values_are_usage_errors_naming_the_key(files, tmp_path, key, bad):
     result = run("superres", files / "good.mkv", "-o", tmp_path / "out.mkv", "--model", "none",
@@ -443,7 +443,8 @@ MIX_FLAGS = {  # the option mixes of issue 25: option -> the values tried (None:
     "--metrics": ["", ".", "no/such/m.json", "m.json", "in.mkv"],
     "--set": [f"{key}={value}" for key in ("sampler.cg_iterations", "sampler.start_t", "latent.inversion_t",
                                            "sampler.warp_correlation", "guidance.flow_updates", "runtime.overlap",
-                                           "degradation.scale", "degradation.sigma_y", "io.fps")
+                                           "degradation.scale", "degradation.sigma_y", "io.fps",
+                                           "sampler.noisy_gamma")
               for value in ("-3", "0", "1", "5000", ".nan", "two", "''", "[1]", "null")] + ["nope=1", "sampler"],
     "--bogus": None, "--strict": None, "--no-resume": None, "--overwrite": None, "--no-audio": None,
 }
