@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import make_clips, markdown_table, run_cli, write_lossless  # noqa: E402
 
-#: placeholder for the address of the cluster `ray start --head` prints
+#: marks the run that joins a cluster started beforehand
 CLUSTER = "<cluster>"
 RUNS = {  # name: extra CLI arguments
     "in process, 1 thread": ["--set", "runtime.threads=1"],
@@ -32,20 +32,18 @@ RUNS = {  # name: extra CLI arguments
     "--workers 2 (1 thread each)": ["--workers", "2", "--set", "runtime.threads=1"],
     "--ray local, 2 actors (1 thread each)": ["--ray", "local", "--workers", "2", "--set", "runtime.threads=1"],
     # the cluster is started before the clock starts (`ray start --head`), as on a machine that serves many runs
-    "--ray ADDRESS, running cluster, 2 actors (1 thread each)": ["--ray", CLUSTER, "--workers", "2", "--set",
-                                                                 "runtime.threads=1"],
+    "--ray auto, running cluster, 2 actors (1 thread each)": ["--ray", CLUSTER, "--workers", "2", "--set",
+                                                              "runtime.threads=1"],
 }
 
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
 
-def start_cluster() -> str:
-    """Start a one-machine Ray cluster (`ray start --head`) and return its address (`ray stop` ends it)."""
-    port = 6390
-    subprocess.run([*RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True)
-    return f"127.0.0.1:{port}"
+def start_cluster() -> None:
+    """Start a one-machine Ray cluster (`ray start --head`; `--ray auto` joins it, `ray stop` ends it)."""
+    subprocess.run([*RAY, "start", "--head", "--port=6390", "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True)
 
 
 def main() -> None:
@@ -63,17 +61,19 @@ def main() -> None:
         low = clip.reshape(-1, 3, h, 2, w, 2).mean(dim=(3, 5))  # the box downsample superres assumes
         source = write_lossless(folder / "in.mkv", low)
         for name, extra in RUNS.items():
-            cluster = None
-            if CLUSTER in extra:
-                cluster = start_cluster()
-                extra = [cluster if a == CLUSTER else a for a in extra]
-            started = time.perf_counter()
-            metrics = run_cli(["superres", source, "-x", "2", "--preset", args.preset, "--chunk", args.chunk,
-                               "--device", "cpu", "--sigma-y", "0", "-o", folder / "out.mkv", *extra],
-                              folder / "metrics.json")
-            wall = time.perf_counter() - started
-            if cluster is not None:
-                subprocess.run([*RAY, "stop"], check=True, capture_output=True)
+            cluster = CLUSTER in extra
+            if cluster:
+                start_cluster()
+                extra = ["auto" if a == CLUSTER else a for a in extra]
+            try:
+                started = time.perf_counter()
+                metrics = run_cli(["superres", source, "-x", "2", "--preset", args.preset, "--chunk", args.chunk,
+                                   "--device", "cpu", "--sigma-y", "0", "-o", folder / "out.mkv", *extra],
+                                  folder / "metrics.json")
+                wall = time.perf_counter() - started
+            finally:
+                if cluster:
+                    subprocess.run([*RAY, "stop"], check=True, capture_output=True)
             base = base or wall
             rows.append([name, wall, base / wall, metrics.get("windows"), metrics.get("overhead_seconds_per_window"),
                          metrics.get("startup_seconds_per_worker"), metrics.get("steady_overhead_seconds_per_window"),

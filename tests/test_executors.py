@@ -255,6 +255,28 @@ def test_ray_is_optional_with_a_one_line_hint(monkeypatch):
         import_ray()
 
 
+def test_a_cluster_that_cannot_be_joined_gives_one_line_and_no_output(clip_dir, tmp_path, monkeypatch):
+    class Unreachable:  # stands in for Ray: a real unreachable address takes Ray a minute of retries
+        @staticmethod
+        def is_initialized():
+            return False
+
+        @staticmethod
+        def init(**kwargs):
+            raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}")
+
+    monkeypatch.setitem(sys.modules, "ray", Unreachable)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    out = tmp_path / "out.mkv"
+    result = runner.invoke(app, ["superres", str(clip_dir / "in.mkv"), "-o", str(out), "--model", "none",
+                                 "--ray", "10.0.0.9:6379", "--quiet"])
+    assert result.exit_code == 6, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--ray 10.0.0.9:6379: no Ray cluster could be joined" in lines[0]
+    assert "ray start --head" in lines[0] and "RAY_AUTH_MODE=token" in lines[0]
+    assert "Traceback" not in result.output and not out.exists()
+
+
 def test_ray_actors_survive_a_killed_actor(clip_dir, ray_local):
     ray = ray_local
     from vidrestore.executors.ray import RayExecutor

@@ -8,10 +8,11 @@ optional extra (`pip install "vidrestore[ray]"`), imported only here.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable, Iterator
 
 from vidrestore.config import RunConfig
-from vidrestore.errors import UsageError
+from vidrestore.errors import DeviceError, UsageError
 from vidrestore.executors.base import ExecutorStats, Failed, WindowJob, WorkerDied, run_ordered
 from vidrestore.solve import SolvedWindow
 from vidrestore.tasks import Task
@@ -23,6 +24,19 @@ def import_ray():
     except ImportError:
         raise UsageError('--ray needs Ray: pip install "vidrestore[ray]"') from None
     return ray
+
+
+def join(ray, address: str) -> None:
+    """Connect to the running cluster at `address` ("auto": this machine's), or say in one line why not."""
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except ConnectionError as exc:
+        # Ray >= 2.59 starts clusters with token authentication; a client given an explicit address sends the
+        # token (~/.ray/auth_token or RAY_AUTH_TOKEN) only when told to
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; a cluster with token authentication also needs RAY_AUTH_MODE=token")
+        raise DeviceError(f"--ray {address}: no Ray cluster could be joined ({exc}). Start one with `ray start "
+                          f"--head` (or use --ray local){hint}") from None
 
 
 class WindowActor:
@@ -63,7 +77,7 @@ class RayPool:
             if address == "local":
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
             else:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                join(ray, address)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0)) if cfg.runtime.device != "cpu" else 0
         cpus = max(1, int(resources.get("CPU", 1)))
