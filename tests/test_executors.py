@@ -52,6 +52,7 @@ class FakePool:
 
     def __init__(self, size, deaths=None, order=None):
         self.size, self.deaths, self.order = size, dict(deaths or {}), order
+        self.fresh = set(range(size))
         self.jobs, self.submitted, self.restarts = {}, [], 0
 
     def submit(self, worker, job):
@@ -297,3 +298,69 @@ def test_ray_actors_survive_a_killed_actor(clip_dir, ray_local):
     executor.close()
     assert all(torch.equal(a, b) for a, b in zip(got, expected)) and len(got) == len(expected)
     assert executor.stats.worker_deaths == 1
+
+
+def test_a_batch_keeps_its_workers_across_files_with_the_frames_of_single_runs(clip_dir, tmp_path):
+    import dataclasses
+
+    from vidrestore.batch import restore_batch
+    from vidrestore.pipeline import restore
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip(clips / "a.mkv", smooth_clip(9, 16, 24, seed=1))
+    write_clip(clips / "b.mkv", smooth_clip(7, 20, 28, seed=2))  # another frame size: the prior is set up again
+    write_clip(clips / "c.mkv", smooth_clip(9, 16, 24, seed=3))
+    cfg = resolve_config("superres", flags={
+        "model": str(clip_dir / "tiny"), "sampler.steps": 2, "runtime.chunk": 4, "runtime.overlap": 1,
+        "runtime.device": "cpu", "runtime.workers": 2, "runtime.threads": 1, "degradation.scale": 2})
+    items = restore_batch(cfg, sorted(clips.iterdir()), tmp_path / "out", restore)
+    assert [i.status for i in items] == ["done"] * 3, [i.message for i in items]
+    # the workers started (and waited for their start-up) during the first file only
+    assert items[0].metrics["startup_seconds_per_worker"] is not None
+    assert [i.metrics["startup_seconds_per_worker"] for i in items[1:]] == [None, None]
+    for item in items:  # each file alone, with workers of its own
+        alone = tmp_path / f"alone-{item.output.name}"
+        restore(dataclasses.replace(cfg, input=str(item.input), output=str(alone)))
+        assert torch.equal(read_clip(item.output), read_clip(alone)), item.input.name
+
+
+def test_a_shared_executor_is_made_once_and_discarded_after_a_failed_file(monkeypatch):
+    import vidrestore.executors as executors
+
+    made = []
+
+    class Fake:
+        def __init__(self):
+            self.stats, self.closed = ExecutorStats("fake", 2), False
+            made.append(self)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(executors, "make_executor", lambda *args: Fake())
+    with executors.SharedExecutor() as shared:
+        first = shared.get(None, None, None, None, (8, 8))
+        first.stats.retried.append(3)
+        assert shared.get(None, None, None, None, (8, 8)) is first and first.stats.retried == []  # per-file stats
+        shared.discard()
+        assert first.closed and shared.get(None, None, None, None, (8, 8)) is made[1]
+    assert made[1].closed and len(made) == 2
+
+
+def test_a_file_that_fails_mid_run_discards_the_batchs_executor(clip_dir, tmp_path, monkeypatch):
+    import vidrestore.pipeline as pipeline
+    from vidrestore.errors import InputError
+    from vidrestore.executors import SharedExecutor
+
+    def broken(*args, **kwargs):
+        raise InputError("frame 3: broken")
+
+    monkeypatch.setattr(pipeline, "_solve_windows", broken)
+    cfg = resolve_config("superres", flags={"model": "none", "runtime.device": "cpu", "degradation.scale": 2,
+                                            "input": str(clip_dir / "in.mkv"), "output": str(tmp_path / "o.mkv")})
+    with SharedExecutor() as shared:
+        with pytest.raises(InputError, match="broken"):
+            pipeline.restore(cfg, executors=shared)
+        assert shared._executor is None  # the next file starts workers of its own
+    assert not (tmp_path / "o.mkv").exists()

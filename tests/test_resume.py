@@ -366,7 +366,7 @@ def test_a_batch_that_would_write_over_its_inputs_is_refused_before_anything_run
     cfg = resolve_config("superres", flags={"io.overwrite": True})
     calls = []
 
-    def restore(one, progress_factory=None):
+    def restore(one, progress_factory=None, executors=None):
         calls.append(one)
         return {}
 

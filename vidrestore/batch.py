@@ -15,6 +15,7 @@ from typing import Callable
 
 from vidrestore.config import RunConfig
 from vidrestore.errors import InputError, UsageError, VidrestoreError
+from vidrestore.executors import SharedExecutor
 from vidrestore.io import IMAGE_SUFFIXES, check_output_not_input
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
@@ -75,20 +76,24 @@ def restore_batch(cfg: RunConfig, inputs: list[Path], out_dir: Path, restore: Ca
     for path in inputs:
         check_output_not_input(batch_output(path, out_dir, cfg.task), inputs)
     items = []
-    for path in inputs:
-        output = batch_output(path, out_dir, cfg.task)
-        if output.exists() and not cfg.io.overwrite:
-            item = BatchItem(path, output, "skipped", message="output exists")
-        else:
-            started = time.perf_counter()
-            try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                one = dataclasses.replace(cfg, input=str(path), output=str(output), metrics=None)
-                metrics = restore(one, progress_factory=progress_factory)
-                item = BatchItem(path, output, "done", time.perf_counter() - started, metrics=metrics)
-            except VidrestoreError as exc:
-                item = BatchItem(path, output, "failed", time.perf_counter() - started, str(exc), exc.exit_code)
-        items.append(item)
-        if on_item:
-            on_item(item)
+    with SharedExecutor() as executors:  # workers start and load the prior once for every file
+        for path in inputs:
+            items.append(_restore_one(cfg, path, out_dir, restore, progress_factory, executors))
+            if on_item:
+                on_item(items[-1])
     return items
+
+
+def _restore_one(cfg: RunConfig, path: Path, out_dir: Path, restore: Callable[..., dict], progress_factory,
+                 executors: SharedExecutor) -> BatchItem:
+    output = batch_output(path, out_dir, cfg.task)
+    if output.exists() and not cfg.io.overwrite:
+        return BatchItem(path, output, "skipped", message="output exists")
+    started = time.perf_counter()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        one = dataclasses.replace(cfg, input=str(path), output=str(output), metrics=None)
+        metrics = restore(one, progress_factory=progress_factory, executors=executors)
+        return BatchItem(path, output, "done", time.perf_counter() - started, metrics=metrics)
+    except VidrestoreError as exc:
+        return BatchItem(path, output, "failed", time.perf_counter() - started, str(exc), exc.exit_code)

@@ -18,7 +18,7 @@ import torch
 from vidrestore.adapt import adapt_prior
 from vidrestore.config import RunConfig
 from vidrestore.errors import InputError, OutputError
-from vidrestore.executors import Executor, WindowJob, make_executor
+from vidrestore.executors import Executor, Problem, SharedExecutor, WindowJob, make_executor
 from vidrestore.input_checks import resolve_input
 from vidrestore.io import output_kind, read_frames, to_tensor, to_uint8
 from vidrestore.io.jsonfile import write_json
@@ -31,12 +31,14 @@ from vidrestore.runtime import peak_memory_mb, resolve_device, resolve_dtype
 from vidrestore.windows import FrameWindows, cross_fade, tail_is_own
 
 
-def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]], None] | None = None) -> dict:
+def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]], None] | None = None,
+            executors: SharedExecutor | None = None) -> dict:
     """Run one restoration described by `cfg`; returns the metrics written to the metrics JSON.
 
     `on_ready(notes)` is called once the input, output, reference and device have been checked, before
     the model loads, with the plan's warnings (the CLI prints them and its estimate there, so bad input
-    still gets one line). The windows are solved by the executor `cfg.runtime` names.
+    still gets one line). The windows are solved by the executor `cfg.runtime` names (`executors`: the one a
+    batch keeps across its files).
     """
     started = time.perf_counter()
     plan = plan_run(cfg)
@@ -60,12 +62,21 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]
                               device)
         if adapted is not None:
             solve_cfg = dataclasses.replace(solve_cfg, model=str(adapted.model))
-        executor = make_executor(solve_cfg, plan.task, device, dtype, (plan.height, plan.width))
+        problem = Problem(solve_cfg, plan.task, (plan.height, plan.width))
+        if executors is None:
+            executor = make_executor(solve_cfg, plan.task, device, dtype, problem.frame_size)
+        else:
+            executor = executors.get(solve_cfg, plan.task, device, dtype, problem.frame_size)
         try:
-            running, evaluations, prior = _solve_windows(cfg, plan, executor, partial, state, device,
+            running, evaluations, prior = _solve_windows(cfg, plan, executor, problem, partial, state, device,
                                                          progress_factory, started)
+        except BaseException:
+            if executors is not None:
+                executors.discard()  # its workers may still hold this file's windows
+            raise
         finally:
-            executor.close()
+            if executors is None:
+                executor.close()
         audio = cfg.io.audio and plan.info.has_audio and output_kind(plan.output) != "folder"
         partial.finish(audio_from=plan.input if audio else None, overwrite=cfg.io.overwrite)
     except BaseException as exc:
@@ -96,7 +107,8 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]
     return result
 
 
-def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: PartialRun, state: ResumeState,
+def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, problem: Problem, partial: PartialRun,
+                   state: ResumeState,
                    device: torch.device, progress_factory, started: float) -> tuple[RunningMetrics, int, dict]:
     """Hand the windows not finished before to the executor; stitch what comes back (in order) and give
     finished frames to `partial` (`started`: this attempt's start, on `time.perf_counter`). Returns the
@@ -115,7 +127,8 @@ def _solve_windows(cfg: RunConfig, plan: RunPlan, executor: Executor, partial: P
 
     def job(w: int) -> WindowJob:
         (ys, ye), (xs, xe) = windows[w], task.x_range(*windows[w])
-        return WindowJob(w, inputs.get(ys, ye), {n: s.get(ys, ye) for n, s in streams.items()}, list(range(xs, xe)))
+        return WindowJob(w, inputs.get(ys, ye), {n: s.get(ys, ye) for n, s in streams.items()}, list(range(xs, xe)),
+                         problem)
 
     def jobs():  # read lazily: the executor asks for the next window only when a worker is free
         yield from map(job, range(state.windows_done, len(windows)))  # windows finished before are skipped

@@ -192,10 +192,15 @@ def prior_info(prior, cfg: RunConfig) -> dict:
             **prior.summary(cfg.latent)}
 
 
+def prior_settings(cfg: RunConfig, frame_size: tuple[int, int]) -> dict:
+    """Everything the loaded prior depends on besides device and dtype (equal settings: the same prior)."""
+    lat = cfg.latent
+    return {"model": None if cfg.model == "default" else cfg.model, "micro_batch": cfg.runtime.micro_batch,
+            "tile": cfg.runtime.tile, "vae": lat.vae, "prompt": lat.prompt, "negative_prompt": lat.negative_prompt,
+            "guidance_scale": lat.guidance_scale, "vae_tiling": lat.vae_tiling != "off", "frame_size": frame_size}
+
+
 def load_configured_prior(cfg: RunConfig, device: torch.device, dtype: torch.dtype, frame_size: tuple[int, int]):
     """The prior `cfg` names (None for `--model none`), set up for output frames of `frame_size` (H, W)."""
-    lat = cfg.latent
-    return load_prior(None if cfg.model == "default" else cfg.model, device, dtype,
-                      micro_batch=cfg.runtime.micro_batch, tile=cfg.runtime.tile, vae=lat.vae, prompt=lat.prompt,
-                      negative_prompt=lat.negative_prompt, guidance_scale=lat.guidance_scale,
-                      vae_tiling=lat.vae_tiling != "off", frame_size=frame_size)
+    settings = prior_settings(cfg, frame_size)
+    return load_prior(settings.pop("model"), device, dtype, **settings)

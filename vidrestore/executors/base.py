@@ -21,18 +21,31 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from vidrestore.config import RunConfig
 from vidrestore.errors import WorkerError
 from vidrestore.solve import SolvedWindow
+from vidrestore.tasks import Task
+
+
+@dataclass
+class Problem:
+    """What every window of one file shares: the resolved config, the task and the output frame size (H, W)."""
+
+    cfg: RunConfig
+    task: Task
+    frame_size: tuple[int, int]
 
 
 @dataclass
 class WindowJob:
-    """One window to solve: its measurement frames (uint8 RGB), side streams and output frame indices."""
+    """One window to solve: its measurement frames (uint8 RGB), side streams and output frame indices, and the
+    file's problem (None: the one the executor was built for; an executor kept across a batch gets each file's)."""
 
     index: int
     y: np.ndarray                                   # (F, H, W, 3) uint8
     streams: dict[str, np.ndarray] = field(default_factory=dict)
     frames: list[int] = field(default_factory=list)
+    problem: Problem | None = None
 
 
 @dataclass
@@ -78,6 +91,7 @@ class Pool(Protocol):
     """Workers that solve one job at a time each (processes, Ray actors)."""
 
     size: int
+    fresh: set[int]   # workers that have not returned a window since they (re)started (kept across a batch's files)
 
     def submit(self, worker: int, job: WindowJob) -> None: ...
 
@@ -110,7 +124,7 @@ def run_ordered(pool: Pool, jobs: Iterable[WindowJob], stats: ExecutorStats, ret
     running: dict[int, tuple[WindowJob, int, float]] = {}   # worker -> (job, tries, handed out at)
     done: dict[int, SolvedWindow] = {}
     next_index, exhausted = None, False
-    fresh = set(range(pool.size))   # workers that have not returned a window since they (re)started
+    fresh = pool.fresh
     while True:
         # refill: at most one job per worker
         # (a window to re-run always goes out; new ones only while few results wait for an earlier window)

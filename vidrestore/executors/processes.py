@@ -70,6 +70,7 @@ class ProcessPool:
         self._devices = worker_devices(cfg.runtime.device, workers)
         self._threads = cfg.runtime.threads or cpu_threads(workers)
         self.size = workers
+        self.fresh = set(range(workers))
         self._procs: list[Any] = [None] * workers
         self._conns: list[Any] = [None] * workers
         for w in range(workers):

@@ -88,6 +88,7 @@ class RayPool:
         self._new = lambda: ray.remote(WindowActor).options(**options, max_restarts=0).remote(
             cfg, task, device, threads, frame_size)
         self.actors = [self._new() for _ in range(self.size)]
+        self.fresh = set(range(self.size))
         self.refs: dict[int, Any] = {}
 
     def submit(self, worker: int, job: WindowJob) -> None:
