@@ -349,18 +349,22 @@ def test_a_shared_executor_is_made_once_and_discarded_after_a_failed_file(monkey
 
 
 def test_a_file_that_fails_mid_run_discards_the_batchs_executor(clip_dir, tmp_path, monkeypatch):
+    import vidrestore.executors as executors
     import vidrestore.pipeline as pipeline
     from vidrestore.errors import InputError
-    from vidrestore.executors import SharedExecutor
 
     def broken(*args, **kwargs):
         raise InputError("frame 3: broken")
 
+    made = []
+    real = executors.make_executor
+    monkeypatch.setattr(executors, "make_executor", lambda *args: made.append(real(*args)) or made[-1])
     monkeypatch.setattr(pipeline, "_solve_windows", broken)
     cfg = resolve_config("superres", flags={"model": "none", "runtime.device": "cpu", "degradation.scale": 2,
                                             "input": str(clip_dir / "in.mkv"), "output": str(tmp_path / "o.mkv")})
-    with SharedExecutor() as shared:
+    with executors.SharedExecutor() as shared:
         with pytest.raises(InputError, match="broken"):
             pipeline.restore(cfg, executors=shared)
-        assert shared._executor is None  # the next file starts workers of its own
+        shared.get(cfg, None, None, None, (32, 48))  # the next file starts an executor of its own
+    assert len(made) == 2
     assert not (tmp_path / "o.mkv").exists()

@@ -16,8 +16,8 @@ camera motion, a plain guess for objects. The occlusion weights still decide
 which neighbour frame is read. OpenCV's Telea inpainting, used before, left
 the filled flow alternating by ±0.6 px from column to column, which read the
 band's only source frame a fraction of a pixel off: the invented frames of
-scripts/bench_peers.py's fast pans gained 4.0–9.8 dB from the change (coffee
-×2 16 px 44.44 → 49.46 dB, rocket ×2 16 px 44.68 → 54.47).
+scripts/bench_peers.py's fast pans gained 4.0–10.4 dB from the change (coffee
+×2 16 px 44.43 → 49.46 dB, rocket ×4 16 px 43.98 → 54.35).
 """
 from __future__ import annotations
 
