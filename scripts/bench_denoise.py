@@ -92,7 +92,8 @@ def main():
         print(sections[-1], flush=True)
     if not args.no_write:
         command = "python scripts/bench_denoise.py" + "".join(
-            f" {a}" for a in (["--quick"] if args.quick else []) + (["--clips", *args.clips] if args.clips else []))
+            f" {a}" for a in (["--quick"] if args.quick else []) + (["--clips", *args.clips] if args.clips else [])
+            + (["--motions", *args.motions] if args.motions != ["pan"] else []))
         text = (f"## Denoising\n\nCommand: `{command}`, {EVALUATE_NOTE}; `nlm` picks h with the ground truth, "
                 "`bm3d` is told the true σ, as are `denoise` and `denoise-fast`; the last row estimates it).\n\n"
                 + "\n".join(sections))

@@ -187,12 +187,19 @@ def compare(outputs: dict[str, list[np.ndarray]]) -> list[str]:
     return problems
 
 
-def record(outputs: dict[str, list[np.ndarray]]) -> None:
+def record(outputs: dict[str, list[np.ndarray]], merge: bool = False) -> None:
+    """Write `outputs` as the recorded ones; `merge`: replace only these presets, keep the others' records."""
     GOLDEN.mkdir(parents=True, exist_ok=True)
-    data = {"cpu_capability": cpu_capability(), "torch": torch.__version__,
-            "hashes": {name: frame_hash(out) for name, out in outputs.items()}}
+    hashes = {name: frame_hash(out) for name, out in outputs.items()}
+    frames = {name: np.stack(out) for name, out in outputs.items()}
+    if merge and (GOLDEN / "golden.json").exists():
+        kept = json.loads((GOLDEN / "golden.json").read_text())["hashes"]
+        with np.load(GOLDEN / "frames.npz") as old:
+            frames = {name: old[name] for name in kept if name not in outputs and name in old.files} | frames
+        hashes = {name: h for name, h in kept.items() if name not in outputs} | hashes
+    data = {"cpu_capability": cpu_capability(), "torch": torch.__version__, "hashes": hashes}
     (GOLDEN / "golden.json").write_text(json.dumps(data, indent=2) + "\n")
-    np.savez_compressed(GOLDEN / "frames.npz", **{name: np.stack(out) for name, out in outputs.items()})
+    np.savez_compressed(GOLDEN / "frames.npz", **frames)
 
 
 def main() -> int:
@@ -202,7 +209,7 @@ def main() -> int:
     args = parser.parse_args()
     outputs = compute(args.presets or None)
     if args.action == "record":
-        record(outputs)
+        record(outputs, merge=bool(args.presets))  # a subset replaces only its own records
         print(f"recorded {len(outputs)} presets in {GOLDEN}")
         return 0
     problems = compare(outputs)

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from vidrestore import operators as ops
 from vidrestore.cli import app
 from vidrestore.config import RunConfig, resolve_config
 from vidrestore.errors import UsageError
@@ -130,6 +131,32 @@ def test_denoise_options():
     alphas = torch.linspace(0.9999, 0.01, 1000)
     assert task.start_timestep(0.0, alphas) is None  # nothing to remove: the preset's start
     assert 1 <= task.start_timestep(0.04, alphas) < task.start_timestep(0.1, alphas) < 1000
+    for bad in ("degradation.fuse_radius=-1", "degradation.fuse_radius=1.5", "degradation.fuse_tolerance=0"):
+        with pytest.raises(UsageError, match=bad.split("=")[0]):
+            resolve_config("denoise", sets=[bad])
+
+
+def test_fused_window_problem_weighs_each_pixel_by_its_measurements():
+    truth = smooth_clip(6, 32, 40, seed=5)
+    y = noisy(truth, 0.05, seed=1)
+    cfg = resolve_config("denoise", "denoise", flags={"degradation.sigma": 0.05})
+    assert cfg.degradation.fuse_radius == 4
+    task = get_task("denoise")(cfg.degradation, 40, 32, 6)
+    y_solve, op, x_init = task.window_problem(y, ops.Identity())
+    assert isinstance(op, ops.Diagonal) and torch.allclose(op.initial_estimate(y_solve).clamp(0, 1), x_init, atol=1e-6)
+    count = op.weights.pow(2)
+    assert count.min() >= 1 - 1e-5 and count.mean() > 2
+    error = lambda x: (x - truth).pow(2).mean().item()
+    assert error(x_init) < error(y) / 2
+    # the start's noise is the fused frames' (σ √mean(1/n)), so the schedule starts lower than for σ itself
+    alphas = torch.linspace(0.9999, 0.01, 1000)
+    assert task.start_noise(0.05, op) < 0.05 * 0.8 and task.start_noise(0.05, ops.Identity()) == 0.05
+    assert task.start_timestep(0.05, alphas, op) < task.start_timestep(0.05, alphas)
+    # radius 0: the plain problem
+    plain = get_task("denoise")(resolve_config("denoise", "denoise", flags={"degradation.sigma": 0.05},
+                                               sets=["degradation.fuse_radius=0"]).degradation, 40, 32, 6)
+    y2, op2, _ = plain.window_problem(y, ops.Identity())
+    assert isinstance(op2, ops.Identity) and torch.equal(y2, y)
 
 
 # ----------------------------------------------------------------------------- through the CLI
@@ -196,6 +223,16 @@ def test_denoise_through_the_cli(files, tmp_path):
     assert torch.equal(read_clip(tmp_path / "sigma.mkv"), read_clip(tmp_path / "sigma_y.mkv"))
     config = json.loads((tmp_path / "fast.mkv.config.json").read_text())
     assert config["preset"] == "denoise-fast" and config["degradation"]["sigma"] == 0.05
+    # temporal fusion is on in the preset; off, the result differs and is further from the truth
+    path = tmp_path / "unfused.mkv"
+    result = run("denoise", files / "noisy.mkv", "-o", path, *base, "--sigma", "0.05", "--set",
+                 "degradation.fuse_radius=0")
+    assert result.exit_code == 0, result.output
+    truth = read_clip(files / "truth.mkv")
+    error = lambda p: (read_clip(p) - truth).pow(2).mean().item()
+    assert error(tmp_path / "sigma.mkv") < error(path)
+    result = run("denoise", files / "noisy.mkv", "-o", tmp_path / "w.mkv", *base, "--set", "degradation.fuse_radius=-1")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "degradation.fuse_radius" in result.stderr
     result = run("denoise", files / "noisy.mkv", "-o", tmp_path / "x.mkv", "--sigma", "0.05", "--sigma-y", "0.02",
                  "--model", "none")
     assert result.exit_code == 2 and "disagree" in result.stderr
@@ -238,7 +275,9 @@ def test_evaluate_denoise_with_the_baselines(files, tmp_path):
        options=st.lists(st.tuples(st.sampled_from(["--sigma", "--sigma-y", "--set"]),
                                   st.one_of(st.sampled_from(["auto", "0", "0.05", "1", "-0.1", "nan", "inf", "1e9",
                                                              "AUTO", "", "degradation.sigma_y=auto",
-                                                             "degradation.start_scale=x", "degradation.sigma=[1]"]),
+                                                             "degradation.start_scale=x", "degradation.sigma=[1]",
+                                                             "degradation.fuse_radius=-2", "degradation.fuse_radius=0",
+                                                             "degradation.fuse_tolerance=nan"]),
                                             st.text(max_size=8))), max_size=3))
 def test_random_noise_options_never_show_a_traceback(files, tmp_path_factory, task, options):
     d = tmp_path_factory.mktemp("fuzz")

@@ -30,6 +30,7 @@ from vidrestore.samplers import (
     lowpass_sigma,
     make_noise_sampler,
     make_space,
+    start_for_first,
 )
 
 from helpers import random_clip, smooth_clip, tiny_unet
@@ -54,6 +55,36 @@ def test_svi_schedule():
     assert ddim_timesteps(1) == [0]
     with pytest.raises(ValueError):
         ddim_timesteps(0)
+
+
+@pytest.mark.parametrize("steps", [2, 3, 6, 7])
+@pytest.mark.parametrize("first", [1, 37, 150, 400, 998])
+def test_a_start_whose_first_step_samples_at_a_given_timestep(steps, first):
+    start = start_for_first(first, steps, 1000)
+    schedule = ddim_timesteps(steps, 1000, start)
+    if first <= 1000 * (steps - 1) / steps:  # exact, up to rounding, where the schedule reaches it
+        assert 0 <= schedule[0] - first <= 1 and schedule[-1] == 0
+    else:  # beyond: the whole schedule, from pure noise
+        assert start == 1000
+    assert start_for_first(5, 1, 1000) == 5  # one step samples only t = 0 whatever the start
+
+
+def test_a_noisy_initial_estimate_gets_only_the_noise_it_lacks(denoiser):
+    x_init = smooth_clip(2, 8, 8)
+    z = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    noise = lambda *args: z
+    t = 100
+    a = float(denoiser.alphas_cumprod[t])
+    sigma_t = ((1 - a) / (4 * a)) ** 0.5  # x_t's noise in [0, 1] units
+    clean = PixelSpace(denoiser, start_t=200).initial([t], noise, range(2), x_init, (3, 8, 8), CPU, torch.float32)
+    assert torch.allclose(clean, a ** 0.5 * to_model(x_init) + (1 - a) ** 0.5 * z, atol=1e-6)
+    half = PixelSpace(denoiser, start_t=200, start_noise=sigma_t / 2)
+    topped = half.initial([t], noise, range(2), x_init, (3, 8, 8), CPU, torch.float32)
+    assert torch.allclose(topped, a ** 0.5 * to_model(x_init) + (0.75 * (1 - a)) ** 0.5 * z, atol=1e-6)
+    # an estimate noisier than x_t should be gets none
+    loud = PixelSpace(denoiser, start_t=200, start_noise=2 * sigma_t)
+    assert torch.allclose(loud.initial([t], noise, range(2), x_init, (3, 8, 8), CPU, torch.float32),
+                          a ** 0.5 * to_model(x_init))
 
 
 def test_shared_noise_is_shared_and_independent_is_not():

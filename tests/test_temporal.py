@@ -14,6 +14,7 @@ from vidrestore.temporal import (
     scene_cut_distances,
 )
 from vidrestore.temporal.flow import to_gray_uint8
+from vidrestore.temporal.fusion import fuse_aligned
 from vidrestore.temporal.trajectory import accelerations, flows_to_neighbours
 
 
@@ -314,3 +315,37 @@ def test_no_acceleration_at_clip_ends_or_across_a_cut():
     assert torch.allclose(accel[1:-1], torch.tensor(0.25))
     cut = accelerations(fwd, bwd, cuts=[3])[:, 0, :, 14:26]
     assert [float(a.abs().max()) for a in cut] == [0.0, 0.25, 0.0, 0.0, 0.25, 0.0]
+
+
+# ------------------------------------------------------------------ temporal fusion (denoise)
+
+def test_fusion_averages_aligned_neighbours_and_reports_the_count():
+    clean = pan_clip(7, step=(1, 0), size=48, seed=3)
+    sigma = 0.05
+    noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    fused, count = fuse_aligned(noisy, sigma, 3)
+    assert fused.shape == clean.shape and count.shape == (7, 1, 48, 48)
+    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))
+    # the middle frame sees 3 neighbours on each side: nearly 7 measurements, nearly 1/7 of the variance
+    assert count[3][inner[1:]].median() > 5
+    error = lambda x: (x - clean)[inner].pow(2).mean().item()
+    assert error(fused) < error(noisy) / 4
+    # σ = 0 or radius 0: the frames unchanged, one measurement each
+    for args in ((0.0, 3), (sigma, 0)):
+        same, ones = fuse_aligned(noisy, *args)
+        assert torch.equal(same, noisy) and torch.equal(ones, torch.ones_like(ones))
+
+
+def test_fusion_keeps_a_frame_alone_where_its_neighbours_disagree():
+    clean = pan_clip(6, step=(1, 0), size=48, seed=4)
+    other = pan_clip(6, step=(1, 0), size=48, seed=9)  # another scene from frame 3 on
+    clip = torch.cat([clean[:3], other[3:]])
+    sigma = 0.02
+    noisy = clip + sigma * torch.randn(clip.shape, generator=torch.Generator().manual_seed(1))
+    _, count = fuse_aligned(noisy, sigma, 2)
+    _, cut = fuse_aligned(noisy, sigma, 2, cuts=[3])
+    # the photometric check alone already refuses most of the other shot; the cut refuses all of it
+    assert count[2].mean() < 2.6 and count[3].mean() < 2.6
+    # (frames 2 and 3 each keep two neighbours of their own shot: at most 3 measurements)
+    assert cut[2].max() <= 3 + 1e-4 and cut[3].max() <= 3 + 1e-4 and (cut <= count + 1e-4).all()
+    assert count[1].median() > 2.5  # inside a shot, neighbours still count

@@ -23,6 +23,8 @@ def resolve_input(cfg: RunConfig, task: Task, input_path: Path, fps: Fraction | 
     """(`cfg` and `task` with every estimate resolved, what the metrics JSON reports, warnings for the user)."""
     head = read_head(input_path, fps)
     cfg, report, warnings = resolve_noise(cfg, input_path, fps, head=head)
+    if cfg.degradation != task.options:  # the task solves with the resolved noise level too
+        task = type(task)(cfg.degradation, task.width, task.height, task.frame_count, task.source)
     options, found, task_warnings = task.inspect_input(head, float(cfg.degradation.noise_level))
     warnings = warnings + task_warnings
     if options != task.options:

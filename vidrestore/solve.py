@@ -27,6 +27,7 @@ from vidrestore.samplers import (
     least_squares,
     make_noise_sampler,
     make_space,
+    start_for_first,
     update_steps,
 )
 from vidrestore.tasks import Task
@@ -118,7 +119,8 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     s, lat = cfg.sampler, cfg.latent
     gamma, motion = window_coupling(cfg, operator, x_init, y)
     # scene cuts split a latent inversion into shots (None: the space finds them on x_init if it needs them)
-    space = make_space(prior, start_t=s.start_t, init=lat.init, inversion_t=lat.inversion_t, lpf_scale=lat.lpf_scale,
+    space = make_space(prior, start_t=s.start_t, start_noise=s.start_noise, init=lat.init,
+                       inversion_t=lat.inversion_t, lpf_scale=lat.lpf_scale,
                        cuts=motion.cuts if motion is not None else None)
     timesteps = space.timesteps(s.steps)
     warp = {}
@@ -153,10 +155,10 @@ class SolvedWindow:
 def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: dict[str, np.ndarray],
                  frames: list[int], on_step: Callable[[], None] | None = None) -> SolvedWindow:
     """Restore the measurement frames `y` of one window (output frames `frames`, global indices)."""
-    cfg = task_schedule(cfg, task, prior)
     started = time.perf_counter()
     operator = task.operator(streams)
     y_solve, op_solve, x_init = task.window_problem(y, operator)
+    cfg = task_schedule(cfg, task, prior, op_solve)
     counted = prior.network_evaluations if prior is not None else 0
     s = cfg.sampler
     x = task.sample(prior, y_solve, streams, frames, Sampling(s.steps, s.eta, s.noise, cfg.runtime.seed), on_step)
@@ -170,17 +172,22 @@ def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: di
                         time.perf_counter() - started)
 
 
-def task_schedule(cfg: RunConfig, task: Task, prior) -> RunConfig:
-    """`cfg` with `sampler.start_t` where the task picks it from the (resolved) noise level, e.g. denoise, and
-    with a noised latent start where the task picks it (`Task.latent_start`, e.g. edit's strength)."""
+def task_schedule(cfg: RunConfig, task: Task, prior, operator: LinearOperator | None = None) -> RunConfig:
+    """`cfg` with `sampler.start_t` where the task picks it from the (resolved) noise level and the window
+    problem's `operator`, e.g. denoise, and with a noised latent start where the task picks it
+    (`Task.latent_start`, e.g. edit's strength)."""
     start = task.latent_start(prior.num_train_timesteps) if prior is not None else None
     if start is not None:
         cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, init="noised", inversion_t=start))
     sigma = cfg.degradation.noise_level
     if prior is None or sigma == AUTO:
         return cfg
-    t = task.start_timestep(float(sigma), prior.alphas_cumprod)
-    return cfg if t is None else dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, start_t=t))
+    t = task.start_timestep(float(sigma), prior.alphas_cumprod, operator)
+    if t is None:
+        return cfg
+    start = start_for_first(t, cfg.sampler.steps, prior.num_train_timesteps)  # the first step samples at t
+    carried = task.start_noise(float(sigma), operator)
+    return dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, start_t=start, start_noise=carried))
 
 
 def prior_info(prior, cfg: RunConfig) -> dict:

@@ -16,7 +16,7 @@ from .kernels import (
     uniform_kernel,
 )
 from .registry import OPERATORS
-from .spatial import BicubicDownsample, Blur, BoxDownsample, Mask
+from .spatial import BicubicDownsample, Blur, BoxDownsample, Diagonal, Mask
 from .temporal import TemporalBlur, TemporalSubsample
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "BoxDownsample",
     "BicubicDownsample",
     "Blur",
+    "Diagonal",
     "Mask",
     "TemporalBlur",
     "TemporalSubsample",

@@ -13,7 +13,7 @@ import torch
 
 from .base import Compose, Identity, LinearOperator
 from .kernels import gaussian_kernel, motion_kernel, temporal_kernel, uniform_kernel
-from .spatial import BicubicDownsample, Blur, BoxDownsample, Mask
+from .spatial import BicubicDownsample, Blur, BoxDownsample, Diagonal, Mask
 from .temporal import TemporalBlur, TemporalSubsample
 
 Factory = Callable[[], tuple[LinearOperator, tuple]]
@@ -54,6 +54,9 @@ OPERATORS: dict[str, Factory] = {
     "mask_static": lambda: (Mask(_random_mask((1, 1, 8, 10), 1)), (3, 3, 8, 10)),
     "mask_per_frame": lambda: (Mask(_random_mask((4, 1, 8, 8), 2)), (4, 3, 8, 8)),
     "mask_per_channel": lambda: (Mask(_random_mask((1, 3, 6, 8), 3)), (2, 3, 6, 8)),
+    # per-pixel weights (any non-negative values, e.g. √ of a measurement count)
+    "diagonal_per_frame": lambda: (Diagonal(1 + 3 * _random_mask((3, 1, 8, 8), 8, 0.5)), (3, 3, 8, 8)),
+    "diagonal_static_per_channel": lambda: (Diagonal(2.5 * _random_mask((1, 3, 6, 8), 9)), (2, 3, 6, 8)),
     # temporal
     "temporal_uniform3_reflect": lambda: (TemporalBlur(temporal_kernel("uniform:3"), "reflect"), (6, 2, 4, 5)),
     "temporal_uniform4_replicate": lambda: (TemporalBlur(temporal_kernel("uniform:4"), "replicate"), (7, 1, 4, 4)),

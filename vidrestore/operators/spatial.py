@@ -1,4 +1,4 @@
-"""Per-frame spatial degradations: box / bicubic downsampling, blur, inpainting mask."""
+"""Per-frame spatial degradations: box / bicubic downsampling, blur, per-pixel weights and the inpainting mask."""
 
 from __future__ import annotations
 
@@ -221,43 +221,50 @@ class Blur(LinearOperator):
         return y.clone()
 
 
-class Mask(LinearOperator):
-    """Inpainting mask: ``A x = known · x`` (same shape; missing pixels become 0).
+class Diagonal(LinearOperator):
+    """Per-pixel weights: ``A x = weights · x`` (same shape). Self-adjoint.
 
-    ``known`` has shape ``(F or 1, 1 or C, H, W)`` with 1 = observed pixel and
-    0 = missing (values in [0, 1]; a static mask, F = 1, applies to every frame).
-    Self-adjoint.
+    ``weights`` has shape ``(F or 1, 1 or C, H, W)``, finite and non-negative (F = 1: the same
+    weights for every frame). With ``weights = √n``, ``‖A x − √n ȳ‖²`` is the data term of ``n``
+    independent unit-noise measurements of each pixel whose mean is ``ȳ`` (denoise's temporal
+    fusion); ``normal_scale`` stays 1 because each of them measures one pixel.
     """
 
-    def __init__(self, known, name: str | None = None):
-        k = known if torch.is_tensor(known) else torch.as_tensor(np.asarray(known))
-        k = k.detach()
-        if k.dim() != 4:
-            raise ValueError(f"mask must have shape (F or 1, 1 or C, H, W), got {tuple(k.shape)}")
-        if k.dtype == torch.bool or not k.is_floating_point():
-            k = k.to(torch.float32)
-        if k.numel() and (not torch.isfinite(k).all() or k.min() < 0 or k.max() > 1):
-            raise ValueError("mask values must lie in [0, 1] (1 = observed, 0 = missing)")
-        self.known = k
-        self._buf = _BufferCache(k)
-        self.name = name or (
-            f"mask({'per-frame' if k.shape[0] > 1 else 'static'}, {float(k.mean()):.0%} observed)"
-        )
+    def __init__(self, weights, name: str | None = None):
+        w = weights if torch.is_tensor(weights) else torch.as_tensor(np.asarray(weights))
+        w = w.detach()
+        if w.dim() != 4:
+            raise ValueError(f"weights must have shape (F or 1, 1 or C, H, W), got {tuple(w.shape)}")
+        if w.dtype == torch.bool or not w.is_floating_point():
+            w = w.to(torch.float32)
+        self._check_values(w)
+        self.weights = w
+        self._buf = _BufferCache(w)
+        self.name = name or self._describe()
+
+    @staticmethod
+    def _check_values(w: torch.Tensor) -> None:
+        if w.numel() and (not torch.isfinite(w).all() or w.min() < 0):
+            raise ValueError("weights must be finite and non-negative")
+
+    def _describe(self) -> str:
+        w = self.weights
+        return f"diagonal({'per-frame' if w.shape[0] > 1 else 'static'}, mean {float(w.mean()):.3g})"
 
     @property
     def frames(self) -> int:
-        """Number of frames the mask has (1 for a static mask)."""
-        return self.known.shape[0]
+        """Number of frames the weights have (1 for static weights)."""
+        return self.weights.shape[0]
 
     def output_shape(self, input_shape):
         f, c, h, w = _shape4(input_shape, "input shape")
-        kf, kc, kh, kw = self.known.shape
+        kf, kc, kh, kw = self.weights.shape
         if (kh, kw) != (h, w):
-            raise ValueError(f"{self.name}: mask is {kh}x{kw} but the clip is {h}x{w}")
+            raise ValueError(f"{self.name}: weights are {kh}x{kw} but the clip is {h}x{w}")
         if kf not in (1, f):
-            raise ValueError(f"{self.name}: mask has {kf} frames but the clip has {f}")
+            raise ValueError(f"{self.name}: weights have {kf} frames but the clip has {f}")
         if kc not in (1, c):
-            raise ValueError(f"{self.name}: mask has {kc} channels but the clip has {c}")
+            raise ValueError(f"{self.name}: weights have {kc} channels but the clip has {c}")
         return (f, c, h, w)
 
     def input_shape(self, output_shape):
@@ -275,6 +282,41 @@ class Mask(LinearOperator):
         return (k * k) * x
 
     def initial_estimate(self, y):
+        """``y / weights`` where a weight is positive, 0 elsewhere."""
+        _check_output(self, y)
+        k = self._buf.like(y).expand_as(y)
+        return torch.where(k > 0, y / k.clamp_min(torch.finfo(y.dtype).tiny), torch.zeros_like(y))
+
+    def restrict_frames(self, start, stop):
+        if self.frames == 1:
+            return super().restrict_frames(start, stop)
+        _check_frames(start, stop, self.frames)
+        return type(self)(self.weights[start:stop])
+
+
+class Mask(Diagonal):
+    """Inpainting mask: ``A x = known · x`` (same shape; missing pixels become 0).
+
+    ``known`` has shape ``(F or 1, 1 or C, H, W)`` with 1 = observed pixel and
+    0 = missing (values in [0, 1]; a static mask, F = 1, applies to every frame).
+    Self-adjoint.
+    """
+
+    @staticmethod
+    def _check_values(w: torch.Tensor) -> None:
+        if w.numel() and (not torch.isfinite(w).all() or w.min() < 0 or w.max() > 1):
+            raise ValueError("mask values must lie in [0, 1] (1 = observed, 0 = missing)")
+
+    def _describe(self) -> str:
+        k = self.weights
+        return f"mask({'per-frame' if k.shape[0] > 1 else 'static'}, {float(k.mean()):.0%} observed)"
+
+    @property
+    def known(self) -> torch.Tensor:
+        """1 = observed pixel, 0 = missing."""
+        return self.weights
+
+    def initial_estimate(self, y):
         """``y`` on observed pixels; holes filled with the frame's mean observed colour."""
         _check_output(self, y)
         k = self._buf.like(y).expand_as(y)
@@ -282,9 +324,3 @@ class Mask(LinearOperator):
         mean = (k * y).sum(dim=(2, 3), keepdim=True) / total.clamp_min(torch.finfo(y.dtype).tiny)
         mean = torch.where(total > 0, mean, torch.zeros_like(mean))
         return y + (1 - k) * mean
-
-    def restrict_frames(self, start, stop):
-        if self.frames == 1:
-            return super().restrict_frames(start, stop)
-        _check_frames(start, stop, self.frames)
-        return Mask(self.known[start:stop])

@@ -12,7 +12,7 @@ from vidrestore.samplers.noise import (
                                       WarpedNoise,
                                       make_noise_sampler,
 )
-from vidrestore.samplers.schedules import ddim_timesteps, latent_timesteps
+from vidrestore.samplers.schedules import ddim_timesteps, latent_timesteps, start_for_first
 from vidrestore.samplers.spaces import (
                                       SPACES,
                                       LatentSpace,
@@ -25,7 +25,8 @@ from vidrestore.samplers.spaces import (
                                       shot_starts,
 )
 
-__all__ = ["dds_sample", "ddim_timesteps", "latent_timesteps", "make_space", "PixelSpace", "LatentSpace", "SPACES",
+__all__ = ["dds_sample", "ddim_timesteps", "latent_timesteps", "start_for_first", "make_space", "PixelSpace",
+           "LatentSpace", "SPACES",
            "ddim_invert", "gaussian_lowpass", "latent_motion", "lowpass_sigma", "shot_starts", "equivariance_energy",
            "gradient_normal", "least_squares", "make_noise_sampler", "EquivarianceGuidance", "GuidanceHook",
            "IndependentNoise", "NoiseSampler", "SharedNoise", "WarpedNoise", "NOISE_SAMPLERS", "AVERAGE_SEED_STRIDE",

@@ -26,6 +26,17 @@ def ddim_timesteps(steps: int, num_train_timesteps: int = 1000, start_t: int | N
     return [min(t, num_train_timesteps - 1) for t in timesteps]
 
 
+def start_for_first(first: int, steps: int, num_train_timesteps: int = 1000) -> int:
+    """The `start_t` whose `ddim_timesteps(steps, …)` begin at timestep `first` (or the nearest above it):
+    for a start that must sample at a given noise level (one step has only t = 0)."""
+    if steps < 2:
+        return max(1, min(int(first), num_train_timesteps))
+    start = max(1, min(int(first * steps / (steps - 1)), num_train_timesteps))
+    while start < num_train_timesteps and ddim_timesteps(steps, num_train_timesteps, start)[0] < first:
+        start += 1
+    return start
+
+
 def latent_timesteps(steps: int, num_train_timesteps: int, init: str, inversion_t: int) -> list[int]:
     """VISION-XL's schedule: `steps` DDIM timesteps over the whole range (the NFE of a full run), of which
     only those ≤ `inversion_t` are sampled after an inversion / noised start (25 and 300: 8 steps)."""

@@ -58,6 +58,7 @@ class PixelSpace:
     denoiser: Denoiser
     start_t: int | None = None
     clip_denoised: bool = True
+    start_noise: float = 0.0       # noise std ([0, 1] units) x_init already carries: the start tops it up
 
     @property
     def partial(self) -> bool:
@@ -76,11 +77,17 @@ class PixelSpace:
     def initial(self, timesteps: Sequence[int], noise: NoiseSampler, frames: Sequence[int],
                 x_init: torch.Tensor | None, frame_shape: Sequence[int], device: torch.device,
                 dtype: torch.dtype) -> torch.Tensor:
-        """Pure noise, or (partial schedule and `x_init` given) x_init noised to `timesteps[0]`."""
+        """Pure noise, or (partial schedule and `x_init` given) x_init noised to `timesteps[0]`; an x_init that
+        already carries noise of std `start_noise` gets only the noise it lacks (SDEdit from a noisy input)."""
         x = noise(INIT_STEP, frames, self.noise_shape(frame_shape), device, dtype)
         if x_init is None or not self.partial:
             return x
-        return noised(to_model(x_init), float(self.denoiser.alphas_cumprod[timesteps[0]]), x)
+        alpha_bar = float(self.denoiser.alphas_cumprod[timesteps[0]])
+        if self.start_noise <= 0:
+            return noised(to_model(x_init), alpha_bar, x)
+        # x_init's noise, 2·start_noise in the model's range, is already √ᾱ · 2σ of x_t's √(1 − ᾱ)
+        missing = max(1 - alpha_bar - 4 * self.start_noise ** 2 * alpha_bar, 0.0)
+        return alpha_bar ** 0.5 * to_model(x_init) + missing ** 0.5 * x
 
     def clean(self, x0: torch.Tensor, frame_shape: Sequence[int]) -> torch.Tensor:
         if self.clip_denoised:
@@ -209,16 +216,18 @@ class LatentSpace:
 SPACES: dict[str, type] = {"pixel": PixelSpace, "latent": LatentSpace}
 
 
-def make_space(denoiser: Denoiser, *, start_t: int | None = None, init: str | None = None,
-               inversion_t: int | None = None, lpf_scale: float | None = None,
+def make_space(denoiser: Denoiser, *, start_t: int | None = None, start_noise: float | None = None,
+               init: str | None = None, inversion_t: int | None = None, lpf_scale: float | None = None,
                cuts: Sequence[int] | None = None) -> PixelSpace | LatentSpace:
     """The space that `denoiser.space` names, with the options it takes (None: the space's default).
 
-    `start_t` is a pixel option; `init`, `inversion_t`, `lpf_scale` and `cuts` are latent options."""
+    `start_t` and `start_noise` are pixel options; `init`, `inversion_t`, `lpf_scale` and `cuts` are latent
+    options."""
     name = getattr(denoiser, "space", None)
     if name not in SPACES:
         raise ValueError(f"{type(denoiser).__name__} declares space {name!r}; choose from {', '.join(SPACES)}")
     cls = SPACES[name]
-    options = {"start_t": start_t, "init": init, "inversion_t": inversion_t, "lpf_scale": lpf_scale, "cuts": cuts}
+    options = {"start_t": start_t, "start_noise": start_noise, "init": init, "inversion_t": inversion_t,
+               "lpf_scale": lpf_scale, "cuts": cuts}
     accepted = {f.name for f in fields(cls)}
     return cls(denoiser, **{k: v for k, v in options.items() if v is not None and k in accepted})

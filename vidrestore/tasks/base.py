@@ -201,10 +201,17 @@ class Task:
         what the metrics JSON reports, one-line warnings). Default: nothing to estimate or check."""
         return self.options, {}, []
 
-    def start_timestep(self, sigma_y: float, alphas_cumprod: torch.Tensor) -> int | None:
-        """Where a pixel prior's partial schedule starts for input noise `sigma_y` (resolved, [0, 1] units);
-        None (default): `sampler.start_t` as configured."""
+    def start_timestep(self, sigma_y: float, alphas_cumprod: torch.Tensor,
+                       operator: ops.LinearOperator | None = None) -> int | None:
+        """Where a pixel prior's partial schedule starts for input noise `sigma_y` (resolved, [0, 1] units) on
+        the window problem's `operator` (from `window_problem`; None: not known yet); None (default):
+        `sampler.start_t` as configured. The schedule's first step samples at this timestep."""
         return None
+
+    def start_noise(self, sigma_y: float, operator: ops.LinearOperator | None = None) -> float:
+        """With `start_timestep`: the noise std the initial estimate already carries, which the start tops up
+        instead of adding a full dose (0, default: the estimate counts as clean)."""
+        return 0.0
 
     # ------------------------------------------------------------------ evaluate hooks
 

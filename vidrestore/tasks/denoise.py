@@ -7,13 +7,24 @@ once per run from the input (`vidrestore.operators.noise.estimate_sigma`).
 
 The prior denoises the way SDEdit edits: the noisy input, scaled by √ᾱ_t, is
 already a sample of x_t at the timestep whose noise matches σ, so the
-schedule starts there (`degradation.start_scale` > 0: the first timestep
-whose noise σ_t = √(1 − ᾱ_t) / (2√ᾱ_t) reaches start_scale · σ; the shared
-start noise tops up what the input lacks) and runs down to t = 0; every step's
-data consistency is the proximal step (x̂0 γ_t + y) / (1 + γ_t), with
-γ_t = max(1, sampler.noise_weight · σ² / σ_t²) (`solve.noise_gamma`): early steps keep
-what the input says, late ones the prior. Equivariance guidance and shared /
-warped noise work across frames as in the other tasks (presets).
+schedule's first step samples there (`degradation.start_scale` > 0: the
+timestep whose noise σ_t = √(1 − ᾱ_t) / (2√ᾱ_t) reaches start_scale · σ; the
+start adds only the noise the input lacks, `Task.start_noise`) and runs down
+to t = 0; every step's data consistency is the proximal step
+(x̂0 γ_t + y) / (1 + γ_t), with γ_t = max(1, sampler.noise_weight · σ² / σ_t²)
+(`solve.noise_gamma`): early steps keep what the input says, late ones the
+prior. Equivariance guidance and shared / warped noise work across frames as
+in the other tasks (presets).
+
+Temporal fusion (`degradation.fuse_radius` > 0; the presets: 4 and 3): before
+sampling, each frame is averaged with its flow-aligned neighbours up to that
+many frames away, where the flow is trusted and the warped neighbour agrees
+(`vidrestore.temporal.fusion`). A pixel fused from n measurements has 1/n of
+the noise's variance, so the window's problem becomes n(p) unit-noise
+measurements of each pixel with mean ȳ (A = diag(√n), `operators.Diagonal`),
+the schedule starts at the fused noise level σ·√mean(1/n) instead of σ, and
+every step's data consistency weighs ȳ by its own n(p). This is the clip's
+own evidence, which a prior of any size adds to (VBM3D's lesson).
 
 `evaluate --task denoise --sigma S` adds noise of std S (seeded) to the
 reference; the baselines are per-frame BM3D (`bm3d`, a dev dependency) at the
@@ -35,6 +46,8 @@ from vidrestore.errors import UsageError
 from vidrestore.io import quantize
 from vidrestore.operators.noise import estimate_sigma, timestep_for_sigma
 from vidrestore.tasks.base import AUTO, Degradation, Task, TaskOption, check_noise_level, register
+from vidrestore.temporal import detect_scene_cuts
+from vidrestore.temporal.fusion import fuse_aligned
 
 #: multi-frame NLM: frames in the temporal window (odd; fewer at the clip's ends), patch and search sizes
 NLM_WINDOW = 5
@@ -48,6 +61,8 @@ NLM_H_FACTORS = (0.3, 0.45, 0.6, 0.8, 1.0, 1.2)
 class DenoiseOptions(Degradation):
     sigma: float | str | None = None   # the input's noise std in [0, 1] units, or "auto"; None: sigma_y's
     start_scale: float = 0.0           # > 0: start the schedule where σ_t = start_scale · σ; 0: sampler.start_t
+    fuse_radius: int = 0               # > 0: average each frame with its flow-aligned neighbours this far away
+    fuse_tolerance: float = 0.5        # how far (× σ) a warped neighbour may differ locally and still count
 
     def validate(self) -> None:
         super().validate()
@@ -58,6 +73,10 @@ class DenoiseOptions(Degradation):
             raise UsageError(f"--sigma {self.sigma} and --sigma-y {self.sigma_y} disagree (give one of them)")
         if isinstance(self.start_scale, bool) or not 0 <= self.start_scale < 100:
             raise UsageError(f"degradation.start_scale must be in [0, 100), got {self.start_scale}")
+        if isinstance(self.fuse_radius, bool) or not isinstance(self.fuse_radius, int) or self.fuse_radius < 0:
+            raise UsageError(f"degradation.fuse_radius must be a whole number of frames >= 0, got {self.fuse_radius!r}")
+        if isinstance(self.fuse_tolerance, bool) or not 0 < self.fuse_tolerance < 100:
+            raise UsageError(f"degradation.fuse_tolerance must be in (0, 100), got {self.fuse_tolerance!r}")
 
     @property
     def noise_level(self) -> float | str:
@@ -106,11 +125,28 @@ class Denoise(Task):
     def operator(self, streams=None) -> ops.LinearOperator:
         return ops.Identity()
 
-    def start_timestep(self, sigma_y: float, alphas_cumprod: torch.Tensor) -> int | None:
+    def window_problem(self, y, operator):
+        """With temporal fusion: (√n ȳ, diag(√n), ȳ) for the fused frames ȳ and measurement counts n."""
+        sigma, radius = self.options.noise_level, self.options.fuse_radius
+        if radius <= 0 or sigma == AUTO or sigma <= 0:
+            return super().window_problem(y, operator)
+        fused, count = fuse_aligned(y, float(sigma), radius, tolerance=self.options.fuse_tolerance,
+                                    cuts=detect_scene_cuts(y))
+        root = count.sqrt()
+        return root * fused, ops.Diagonal(root, name=f"fused(radius {radius})"), fused.clamp(0, 1)
+
+    def start_noise(self, sigma_y: float, operator: ops.LinearOperator | None = None) -> float:
+        """The noise the initial estimate carries: σ, or for fused frames σ · √mean(1/n)."""
+        if isinstance(operator, ops.Diagonal):  # weights √n
+            return sigma_y * float(operator.weights.pow(-2).mean()) ** 0.5
+        return sigma_y
+
+    def start_timestep(self, sigma_y: float, alphas_cumprod: torch.Tensor,
+                       operator: ops.LinearOperator | None = None) -> int | None:
         scale = self.options.start_scale
         if scale <= 0 or sigma_y <= 0:
             return None
-        return max(timestep_for_sigma(alphas_cumprod, sigma_y, scale), 1)
+        return max(timestep_for_sigma(alphas_cumprod, self.start_noise(sigma_y, operator), scale), 1)
 
     def _sigma(self, y: torch.Tensor) -> float:
         """The noise std a baseline is told: the options' number, or the estimate from `y`."""
