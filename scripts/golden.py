@@ -193,10 +193,14 @@ def record(outputs: dict[str, list[np.ndarray]], merge: bool = False) -> None:
     hashes = {name: frame_hash(out) for name, out in outputs.items()}
     frames = {name: np.stack(out) for name, out in outputs.items()}
     if merge and (GOLDEN / "golden.json").exists():
-        kept = json.loads((GOLDEN / "golden.json").read_text())["hashes"]
+        recorded = json.loads((GOLDEN / "golden.json").read_text())
+        if (recorded["cpu_capability"], recorded["torch"]) != (cpu_capability(), torch.__version__):
+            raise SystemExit(f"the records come from {recorded['cpu_capability']} / torch {recorded['torch']}: "
+                             "record every preset here instead of a subset")
+        kept = recorded["hashes"]
         with np.load(GOLDEN / "frames.npz") as old:
             frames = {name: old[name] for name in kept if name not in outputs and name in old.files} | frames
-        hashes = {name: h for name, h in kept.items() if name not in outputs} | hashes
+        hashes = {name: h for name, h in kept.items() if name not in outputs and name in frames} | hashes
     data = {"cpu_capability": cpu_capability(), "torch": torch.__version__, "hashes": hashes}
     (GOLDEN / "golden.json").write_text(json.dumps(data, indent=2) + "\n")
     np.savez_compressed(GOLDEN / "frames.npz", **frames)

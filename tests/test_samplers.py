@@ -66,7 +66,10 @@ def test_a_start_whose_first_step_samples_at_a_given_timestep(steps, first):
         assert 0 <= schedule[0] - first <= 1 and schedule[-1] == 0
     else:  # beyond: the whole schedule, from pure noise
         assert start == 1000
-    assert start_for_first(5, 1, 1000) == 5  # one step samples only t = 0 whatever the start
+
+
+def test_one_step_samples_only_t_0_whatever_the_start():
+    assert start_for_first(5, 1, 1000) == 5 and ddim_timesteps(1, 1000, 5) == [0]
 
 
 def test_a_noisy_initial_estimate_gets_only_the_noise_it_lacks(denoiser):

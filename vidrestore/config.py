@@ -39,7 +39,6 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "sampler.noise_weight": (0.0, None, False),
     "sampler.noisy_gamma": (0.0, None, False),
     "sampler.start_t": (1, TIMESTEPS, False),    # 1000 = from pure noise; below: from the noised estimate
-    "sampler.start_noise": (0.0, None, False),
     "sampler.average": (1, None, False),
     "sampler.warp_correlation": (0.0, 1.0, False),
     "latent.inversion_t": (0, TIMESTEPS, False),
@@ -82,8 +81,6 @@ class SamplerConfig:
                                    # A averages s² pixels and γ = 1 would all but ignore y (see presets/superres.yaml)
     noise: str = "shared"          # independent | shared | warped (moves with the optical flow)
     start_t: int = 1000            # < 1000: start from the noised initial estimate at this timestep
-    start_noise: float = 0.0       # noise std ([0, 1] units) the initial estimate already carries: a partial start
-                                   # adds only what it lacks (denoise sets it per window; 0: taken as clean)
     average: int = 1               # average this many samples (higher PSNR, N× the time)
     warp_correlation: float = 1.0  # warped noise: correlation of a frame's noise with its predecessor's along the
                                    # flow (1 = fully warped; below 1 the rest is fresh noise, still N(0, 1) white)

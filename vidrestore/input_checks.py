@@ -23,9 +23,9 @@ def resolve_input(cfg: RunConfig, task: Task, input_path: Path, fps: Fraction | 
     """(`cfg` and `task` with every estimate resolved, what the metrics JSON reports, warnings for the user)."""
     head = read_head(input_path, fps)
     cfg, report, warnings = resolve_noise(cfg, input_path, fps, head=head)
-    if cfg.degradation != task.options:  # the task solves with the resolved noise level too
-        task = type(task)(cfg.degradation, task.width, task.height, task.frame_count, task.source)
-    options, found, task_warnings = task.inspect_input(head, float(cfg.degradation.noise_level))
+    sigma = float(cfg.degradation.noise_level)
+    options, found, task_warnings = task.inspect_input(head, sigma)
+    options = options.with_noise_level(sigma)  # the task and the solvers see the resolved noise level
     warnings = warnings + task_warnings
     if options != task.options:
         cfg = dataclasses.replace(cfg, degradation=options)

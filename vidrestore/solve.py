@@ -101,7 +101,8 @@ def guidance_hook(cfg: RunConfig, operator: LinearOperator, motion: WindowMotion
 
 
 def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: list[int], cfg: RunConfig,
-                   x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+                   x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None,
+                   start_noise: float = 0.0) -> torch.Tensor:
     """Restore one window of frames; returns x in [0, 1] (unclipped).
 
     `x_init` is the task's initial estimate (default: the operator's); the
@@ -109,7 +110,8 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     starts part-way (`sampler.start_t` below the top timestep) or a latent
     prior's inversion / noised start (`latent.init`; `latent.inversion_t`
     replaces `sampler.start_t` there). The prior's space (pixel or latent) says
-    which options apply. `sampler.average` > 1 averages that many samples.
+    which options apply. `sampler.average` > 1 averages that many samples. `start_noise`: the noise std
+    x_init already carries, which a partial pixel start tops up instead of adding a full dose.
     """
     if x_init is None:
         x_init = operator.initial_estimate(y).clamp(0, 1)
@@ -119,7 +121,7 @@ def restore_window(prior, operator: LinearOperator, y: torch.Tensor, frames: lis
     s, lat = cfg.sampler, cfg.latent
     gamma, motion = window_coupling(cfg, operator, x_init, y)
     # scene cuts split a latent inversion into shots (None: the space finds them on x_init if it needs them)
-    space = make_space(prior, start_t=s.start_t, start_noise=s.start_noise, init=lat.init,
+    space = make_space(prior, start_t=s.start_t, start_noise=start_noise, init=lat.init,
                        inversion_t=lat.inversion_t, lpf_scale=lat.lpf_scale,
                        cuts=motion.cuts if motion is not None else None)
     timesteps = space.timesteps(s.steps)
@@ -158,12 +160,13 @@ def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: di
     started = time.perf_counter()
     operator = task.operator(streams)
     y_solve, op_solve, x_init = task.window_problem(y, operator)
-    cfg = task_schedule(cfg, task, prior, op_solve)
+    cfg, carried = task_start(cfg, task, prior, op_solve)
     counted = prior.network_evaluations if prior is not None else 0
     s = cfg.sampler
     x = task.sample(prior, y_solve, streams, frames, Sampling(s.steps, s.eta, s.noise, cfg.runtime.seed), on_step)
     if x is None:  # the shared loop (a task with no measurement samples its windows itself)
-        x = restore_window(prior, op_solve, y_solve, frames, cfg, x_init=x_init, on_step=on_step)
+        x = restore_window(prior, op_solve, y_solve, frames, cfg, x_init=x_init, on_step=on_step,
+                           start_noise=carried)
     x = task.keep_known(x, y, operator)
     measured = task.measured(y, operator)
     residual_sq = float((operator.A(x) - measured).pow(2).sum())
@@ -176,18 +179,25 @@ def task_schedule(cfg: RunConfig, task: Task, prior, operator: LinearOperator | 
     """`cfg` with `sampler.start_t` where the task picks it from the (resolved) noise level and the window
     problem's `operator`, e.g. denoise, and with a noised latent start where the task picks it
     (`Task.latent_start`, e.g. edit's strength)."""
+    return task_start(cfg, task, prior, operator)[0]
+
+
+def task_start(cfg: RunConfig, task: Task, prior, operator: LinearOperator | None = None
+               ) -> tuple[RunConfig, float]:
+    """`task_schedule`'s config, and the noise std the window's initial estimate carries where the task
+    picks the start (`Task.start_noise`; 0 otherwise: the start adds a full dose of noise)."""
     start = task.latent_start(prior.num_train_timesteps) if prior is not None else None
     if start is not None:
         cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, init="noised", inversion_t=start))
     sigma = cfg.degradation.noise_level
     if prior is None or sigma == AUTO:
-        return cfg
+        return cfg, 0.0
     t = task.start_timestep(float(sigma), prior.alphas_cumprod, operator)
     if t is None:
-        return cfg
+        return cfg, 0.0
     start = start_for_first(t, cfg.sampler.steps, prior.num_train_timesteps)  # the first step samples at t
-    carried = task.start_noise(float(sigma), operator)
-    return dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, start_t=start, start_noise=carried))
+    sampler = dataclasses.replace(cfg.sampler, start_t=start)
+    return dataclasses.replace(cfg, sampler=sampler), task.start_noise(float(sigma), operator)
 
 
 def prior_info(prior, cfg: RunConfig) -> dict:

@@ -60,8 +60,9 @@ class LinearOperator(ABC):
     temporal_radius: int = 0
     #: input frames per output frame (k for TemporalSubsample(k), else 1)
     temporal_stride: int = 1
-    #: AᵀA's gain on a constant clip away from the boundary (s× downsampling: 1/s²; identity, masks,
-    #: normalised blurs: 1): data-consistency weights that follow σ_y scale with it
+    #: the gain of AᵀA per measurement on a constant clip away from the boundary (s× averaging: 1/s²;
+    #: identity, masks, per-pixel weights, normalised blurs: 1): data-consistency weights that follow σ_y
+    #: scale with it
     normal_scale: float = 1.0
 
     @abstractmethod

@@ -55,7 +55,8 @@ OPERATORS: dict[str, Factory] = {
     "mask_per_frame": lambda: (Mask(_random_mask((4, 1, 8, 8), 2)), (4, 3, 8, 8)),
     "mask_per_channel": lambda: (Mask(_random_mask((1, 3, 6, 8), 3)), (2, 3, 6, 8)),
     # per-pixel weights (any non-negative values, e.g. √ of a measurement count)
-    "diagonal_per_frame": lambda: (Diagonal(1 + 3 * _random_mask((3, 1, 8, 8), 8, 0.5)), (3, 3, 8, 8)),
+    "diagonal_per_frame": lambda: (Diagonal(1 + 3 * torch.rand((3, 1, 8, 8), generator=torch.Generator().manual_seed(8),
+                                                                  dtype=torch.float64)), (3, 3, 8, 8)),
     "diagonal_static_per_channel": lambda: (Diagonal(2.5 * _random_mask((1, 3, 6, 8), 9)), (2, 3, 6, 8)),
     # temporal
     "temporal_uniform3_reflect": lambda: (TemporalBlur(temporal_kernel("uniform:3"), "reflect"), (6, 2, 4, 5)),

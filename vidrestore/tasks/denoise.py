@@ -125,6 +125,12 @@ class Denoise(Task):
     def operator(self, streams=None) -> ops.LinearOperator:
         return ops.Identity()
 
+    @property
+    def min_overlap(self) -> int:
+        """Windows share at least the fusion radius, so a kept frame near a window's edge is cross-faded with
+        one that had neighbours on both sides."""
+        return max(super().min_overlap, self.options.fuse_radius)
+
     def window_problem(self, y, operator):
         """With temporal fusion: (√n ȳ, diag(√n), ȳ) for the fused frames ȳ and measurement counts n."""
         sigma, radius = self.options.noise_level, self.options.fuse_radius
@@ -137,7 +143,7 @@ class Denoise(Task):
 
     def start_noise(self, sigma_y: float, operator: ops.LinearOperator | None = None) -> float:
         """The noise the initial estimate carries: σ, or for fused frames σ · √mean(1/n)."""
-        if isinstance(operator, ops.Diagonal):  # weights √n
+        if type(operator) is ops.Diagonal:  # window_problem's weights √n (a Mask is no count)
             return sigma_y * float(operator.weights.pow(-2).mean()) ** 0.5
         return sigma_y
 

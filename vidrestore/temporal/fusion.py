@@ -6,7 +6,7 @@ noise's variance (what VBM3D-style video denoisers exploit). Which
 neighbours count is decided per pixel: the flow must pass the
 forward-backward check (`occlusion_mask`), and the warped neighbour must
 agree with the frame on a lightly blurred copy of both (a 5×5 local mean of
-the squared difference against `tolerance · σ`), so non-rigid motion,
+the squared difference d, a soft weight exp(−d / (tolerance · σ)²)), so non-rigid motion,
 occlusions and a wrong flow fall back to the frame alone. Flow is measured
 directly between each frame and each neighbour (not chained) on frames
 blurred by `blur` pixels, since noise misleads DIS; neighbours are read with
@@ -57,6 +57,8 @@ def fuse_aligned(frames: Tensor, sigma: float, radius: int, *, tolerance: float 
         if not neighbours:
             continue
         here, there = guide[i:i + 1].expand(len(neighbours), -1, -1, -1), guide[neighbours]
+        # each pair's flows are measured again for the other frame: one DIS instance per batch carries state
+        # from pair to pair, so caching them would change the results (and they cost little beside the prior)
         to_there, back = estimate_flow(here, there), estimate_flow(there, here)
         trusted = occlusion_mask(to_there, back)
         warped, _ = backward_warp(frames[neighbours], to_there, mode="bicubic")
