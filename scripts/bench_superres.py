@@ -4,6 +4,7 @@
     python scripts/bench_superres.py --scales 4 8    # noise / guidance ablation at x4 and x8, writes docs/benchmarks.md
     python scripts/bench_superres.py --section superres-presets   # the presets, x4
     python scripts/bench_superres.py --scales 4 --section superres-noise-correlation   # warped noise, partly correlated
+    python scripts/bench_superres.py --section superres-prior      # guidance, --adapt and realism, x4 and x8
     python scripts/bench_superres.py --quick         # one clip, x4 only
     python scripts/bench_superres.py --performance-only           # overhead and memory of the default preset
 
@@ -13,7 +14,9 @@ without and with equivariance guidance λ = 1.5 (bicubic warps; the flow
 measured on frames blurred by ¼ input pixel and re-measured once halfway, as
 the preset does), session 1's default, shared
 noise with bilinear guidance warps, and the default without the flow update);
-`superres-presets` compares the presets with Lanczos; `superres-noise-correlation`
+`superres-presets` compares the presets with Lanczos; `superres-prior` shows what the prior adds (the preset, the preset without
+its guidance, and `--adapt 200`, next to Lanczos and `--model none`);
+`superres-noise-correlation`
 runs guided warped noise whose correlation along the flow goes from 0.3 to 1
 (`sampler.warp_correlation`) next to guided independent noise. Every clip is one
 `vidrestore evaluate` run (solver methods through the pipeline, outputs
@@ -24,6 +27,7 @@ the means of the reports' `metrics.json` over the clips.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -65,14 +69,20 @@ ABLATION = [
 #: to 1 (fully warped): does some of each beat both ends?
 CORRELATION = ["independent+eq1.5:sampler.noise=independent"] + [
     f"warped{rho}+eq1.5:sampler.noise=warped,sampler.warp_correlation={rho}" for rho in (0.3, 0.5, 0.8, 1.0)]
+#: what the prior adds (issue 22): the preset with and without the guidance, and adapted to the footage (--adapt;
+#: its cache is emptied first so the time of the training is in the row)
+PRIOR = ["superres:guidance.equivariance=1.5", "unguided:guidance.equivariance=0",
+         "adapt200:adapt.steps=200,adapt.cache={work}/adapt-cache"]
 SECTIONS = {
     "superres": dict(methods=["bicubic", "lanczos", "none", "diffusion"], variants=ABLATION),
+    "superres-prior": dict(methods=["lanczos", "none", "diffusion"], variants=PRIOR),
     "superres-presets": dict(methods=["lanczos", "diffusion"],
                              presets=["superres", "superres-fast", "superres-fidelity"]),
     "superres-noise-correlation": dict(methods=["diffusion"], variants=CORRELATION),
 }
 TITLES = {"superres": "## Super-resolution", "superres-presets": "### Presets",
-          "superres-noise-correlation": "### Warped noise, partly correlated"}
+          "superres-noise-correlation": "### Warped noise, partly correlated",
+          "superres-prior": "### What the prior adds: guidance, adaptation, realism (issue 22)"}
 KEYS = ["psnr", "ssim", "swd", "sharpness", "warping_error", "flicker", "seconds_per_frame", "peak_memory_mb"]
 HEADER = ["method", "PSNR dB", "SSIM", "SWD", "sharpness", "warping error", "flicker", "s / frame", "peak MB"]
 
@@ -139,8 +149,11 @@ def main():
         wanted = ["coffee-pan"] if args.quick else (args.clips4 if scale == 4 else args.clips8)
         clips = {k: v for k, v in make_clips((h, w), args.frames, motions=("pan", "zoom", "wobble")).items()
                  if k in wanted}
-        per_method, commands = evaluate_clips(clips, "superres", ["-x", scale], args.work / args.section / f"x{scale}",
-                                              model=args.model, **options)
+        work = args.work / args.section / f"x{scale}"
+        shutil.rmtree(work / "adapt-cache", ignore_errors=True)
+        variants = [v.format(work=work) for v in options.get("variants", [])]
+        per_method, commands = evaluate_clips(clips, "superres", ["-x", scale], work, model=args.model,
+                                              **(options | {"variants": variants}))
         residuals = {n: max(r["data_consistency_residual"] for r in rows) for n, rows in per_method.items()
                      if rows[0]["kind"] == "solver"}
         sections.append(evaluate_table(
@@ -154,7 +167,7 @@ def main():
         command += (" --quick" if args.quick else "") + (f" --section {args.section}" if args.section != "superres"
                                                            else "")
         command += (" --methods " + " ".join(args.methods)) if args.methods else ""
-        variants = "" if args.section == "superres-presets" else (
+        variants = "" if args.section in ("superres-presets", "superres-prior") else (
             "; the diffusion rows are `--variant` runs that set noise and guidance explicitly on top of the "
             "`superres` preset: start t = 100, 20 steps, η = 0.15, 5 CG iterations, the flow measured on frames blurred "
             "by ¼ input pixel and re-measured once halfway")
