@@ -151,9 +151,9 @@ def main():
                  if k in wanted}
         work = args.work / args.section / f"x{scale}"
         shutil.rmtree(work / "adapt-cache", ignore_errors=True)
-        variants = [v.format(work=work) for v in options.get("variants", [])]
+        runs = [v.format(work=work) for v in options.get("variants", [])]  # {work}: this scale's folder
         per_method, commands = evaluate_clips(clips, "superres", ["-x", scale], work, model=args.model,
-                                              **(options | {"variants": variants}))
+                                              **(options | {"variants": runs}))
         residuals = {n: max(r["data_consistency_residual"] for r in rows) for n, rows in per_method.items()
                      if rows[0]["kind"] == "solver"}
         sections.append(evaluate_table(
