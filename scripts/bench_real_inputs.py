@@ -29,6 +29,7 @@ from stills import held_out_stills
 from vidrestore import baselines
 from vidrestore import metrics as M
 from vidrestore import operators as ops
+from vidrestore.artifacts import shared_remover
 from vidrestore.io import VideoWriter, quantize, to_uint8
 
 from benchlib import MOTIONS, ROOT, markdown_table, read_clip, run_cli, write_lossless, write_section
@@ -83,6 +84,8 @@ def parse_args():
     p.add_argument("--scales", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--degradations", nargs="+", default=list(DEGRADATIONS), choices=DEGRADATIONS)
     p.add_argument("--sigma0", action="store_true", help="also run with --sigma-y 0 (exact data consistency)")
+    p.add_argument("--deblock-off", action="store_true",
+                   help="also run compressed inputs with --deblock off (the default before the artifact remover)")
     p.add_argument("--model", default=None, help="prior (default: embedded)")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_real_inputs")
     p.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
@@ -109,7 +112,13 @@ def main():
                 y = read_clip(source)
                 lanczos = quantize(baselines.upscale(y, scale, "lanczos"))
                 scores.setdefault("lanczos", []).append((M.psnr(lanczos, truth), float(M.ssim(lanczos, truth))))
+                compressed = kind.startswith("crf")
+                if compressed:  # the artifact remover alone, then Lanczos: what the prior adds on top of it
+                    clean_y = quantize(shared_remover(torch.device("cpu"))(y))
+                    up = quantize(baselines.upscale(clean_y, scale, "lanczos"))
+                    scores.setdefault("deblock lanczos", []).append((M.psnr(up, truth), float(M.ssim(up, truth))))
                 runs = {"default": []} | ({"sigma_y 0": ["--sigma-y", "0"]} if args.sigma0 else {})
+                runs |= {"deblock off": ["--deblock", "off"]} if args.deblock_off and compressed else {}
                 for method, extra in runs.items():
                     out = folder / f"{method.replace(' ', '')}.mkv"
                     cli = ["superres", source, "-x", scale, "-o", out, "--reference", reference, *extra]
@@ -121,20 +130,24 @@ def main():
                 print(f"{name} x{scale} {kind}: " + ", ".join(f"{k} {v[-1][0]:.2f}" for k, v in scores.items()),
                       flush=True)
             mean = {k: (sum(p for p, _ in v) / len(v), sum(s for _, s in v) / len(v)) for k, v in scores.items()}
-            row = [kind, f"x{scale}", f"{mean['lanczos'][0]:.2f} / {mean['lanczos'][1]:.4f}",
-                   f"{mean['default'][0]:.2f} / {mean['default'][1]:.4f}",
-                   f"{mean['default'][0] - mean['lanczos'][0]:+.2f}"]
-            if args.sigma0:
-                row.append(f"{mean['sigma_y 0'][0]:.2f} / {mean['sigma_y 0'][1]:.4f}")
+            def cell(method):
+                return f"{mean[method][0]:.2f} / {mean[method][1]:.4f}" if method in mean else "—"
+
+            row = [kind, f"x{scale}", cell("lanczos"), cell("default"), f"{mean['default'][0] - mean['lanczos'][0]:+.2f}"]
+            row += [cell("sigma_y 0")] if args.sigma0 else []
+            row += [cell("deblock lanczos")] + ([cell("deblock off")] if args.deblock_off else [])
             row.append(f"{mean['sigma_y auto (/255)'][0]:.2f}")
             rows.append(row)
     header = ["input", "scale", "Lanczos PSNR / SSIM", "default PSNR / SSIM", "default − Lanczos dB"]
     header += ["σ_y = 0 PSNR / SSIM"] if args.sigma0 else []
+    header += ["deblock + Lanczos"] + (["`--deblock off`"] if args.deblock_off else [])
     header += ["σ_y auto (/255)"]
     table = markdown_table(header, rows)
     command = "python scripts/bench_real_inputs.py " + " ".join(
         [f"--size {size[0]} {size[1]}", f"--frames {args.frames}", f"--scales {' '.join(map(str, args.scales))}"]
-        + ([f"--clips {' '.join(args.clips)}"] if args.clips else []) + (["--sigma0"] if args.sigma0 else []))
+        + ([f"--clips {' '.join(args.clips)}"] if args.clips else []) + (["--sigma0"] if args.sigma0 else [])
+        + ([f"--degradations {' '.join(args.degradations)}"] if args.degradations != list(DEGRADATIONS) else [])
+        + (["--deblock-off"] if args.deblock_off else []))
     text = (f"## Real inputs\n\nCommand: `{command}` (CPU; {len(clips)} clips: {', '.join(clips)}; {args.frames} "
             f"frames of {size[1]}x{size[0]}; means over clips).\n\n{table}")
     print(text)

@@ -271,12 +271,13 @@ def test_evaluate_denoise_with_the_baselines(files, tmp_path):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(task=st.sampled_from(["denoise", "superres", "deblur"]),
-       options=st.lists(st.tuples(st.sampled_from(["--sigma", "--sigma-y", "--set"]),
+       options=st.lists(st.tuples(st.sampled_from(["--sigma", "--sigma-y", "--deblock", "--set"]),
                                   st.one_of(st.sampled_from(["auto", "0", "0.05", "1", "-0.1", "nan", "inf", "1e9",
                                                              "AUTO", "", "degradation.sigma_y=auto",
                                                              "degradation.start_scale=x", "degradation.sigma=[1]",
                                                              "degradation.fuse_radius=-2", "degradation.fuse_radius=0",
-                                                             "degradation.fuse_tolerance=nan"]),
+                                                             "degradation.fuse_tolerance=nan", "on", "off",
+                                                             "degradation.deblock=off"]),
                                             st.text(max_size=8))), max_size=3))
 def test_random_noise_options_never_show_a_traceback(files, tmp_path_factory, task, options):
     d = tmp_path_factory.mktemp("fuzz")

@@ -96,11 +96,12 @@ def test_an_unwritable_output_folder_is_a_clear_error(files, tmp_path):
 
 OPTIONS = st.sampled_from(["-x", "--steps", "--seed", "--chunk", "--overlap", "--tile", "--noise", "--device",
                            "--dtype", "--fps", "--crf", "--preset", "--set", "--kernel", "--temporal", "--box",
-                           "--dilate", "--sigma-y", "--degradation", "--mask"])
+                           "--dilate", "--sigma-y", "--deblock", "--degradation", "--mask"])
 VALUES = st.one_of(st.integers(-5, 40).map(str), st.text(min_size=0, max_size=12),
                    st.sampled_from(["gaussian:2", "uniform:0", "motion:3,x", "cuda:3", "shared", "fp16", "1,2,3",
                                     "sampler.steps=0", "a=b", "inf", "nan", "-1e9", "auto",
-                                    "guidance.reliability=1", "guidance.reliability=-1"]))
+                                    "guidance.reliability=1", "guidance.reliability=-1", "on", "off",
+                                    "degradation.deblock=on", "degradation.deblock=maybe"]))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

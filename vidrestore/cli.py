@@ -256,12 +256,13 @@ ProgressOpt = Annotated[Optional[str], typer.Option("--progress", help="rich (a 
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Solve windows in N worker processes (each loads the model; --device cuda spreads them over the GPUs). Default: in this process.")]
 Ray = Annotated[Optional[str], typer.Option("--ray", help="Solve windows on a Ray cluster: local (start one here), auto (join this machine's) or an address. Needs vidrestore[ray].")]
 SigmaY = Annotated[Optional[str], typer.Option("--sigma-y", help="Measurement noise std of the input (pixel range 0-1, e.g. 0.02), or 'auto': estimated from the input (default; a clean 8-bit input estimates to 0). Reported in the metrics as sigma_y.")]
+Deblock = Annotated[Optional[str], typer.Option("--deblock", help="Remove compression artifacts (blocks, ringing, lost detail) from the input before solving: on, off, or auto (default: on for a lossy codec such as H.264, HEVC, VP9, AV1 or JPEG frames). Reported in the metrics as deblock.")]
 
 #: the options every task command has, after the input and the task's own options: (parameter, annotation)
 COMMON = (
     ("output", Output), ("preset", Preset), ("set_", SetOpt), ("model", Model), ("steps", Steps), ("seed", Seed),
     ("device", Device), ("dtype", Dtype), ("chunk", Chunk), ("overlap", Overlap), ("tile", Tile), ("noise", Noise),
-    ("sigma_y", SigmaY), ("reference", Reference), ("metrics", Metrics), ("fps", Fps), ("crf", Crf),
+    ("sigma_y", SigmaY), ("deblock", Deblock), ("reference", Reference), ("metrics", Metrics), ("fps", Fps), ("crf", Crf),
     ("no_audio", NoAudio), ("overwrite", Overwrite), ("no_resume", NoResume), ("micro_batch", MicroBatch),
     ("vae", Vae), ("prompt", Prompt), ("negative_prompt", NegativePrompt), ("guidance", Guidance),
     ("workers", Workers), ("ray", Ray),
@@ -317,7 +318,7 @@ def _common(kw: dict) -> dict:
         "runtime.seed": kw["seed"], "runtime.device": kw["device"], "runtime.dtype": kw["dtype"],
         "runtime.chunk": kw["chunk"], "runtime.overlap": kw["overlap"], "runtime.tile": kw["tile"],
         "sampler.noise": kw["noise"], "degradation.sigma_y": kw["sigma_y"],
-        "reference": str(kw["reference"]) if kw["reference"] else None,
+        "degradation.deblock": kw["deblock"], "reference": str(kw["reference"]) if kw["reference"] else None,
         "metrics": str(kw["metrics"]) if kw["metrics"] else None, "io.fps": kw["fps"], "io.crf": kw["crf"],
         "io.audio": False if kw["no_audio"] else None, "io.overwrite": True if kw["overwrite"] else None,
         "runtime.resume": False if kw["no_resume"] else None, "runtime.micro_batch": kw["micro_batch"],

@@ -243,6 +243,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise UsageError(f"{key}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare on / off (yes / no) as a boolean: the word was meant
+            return "on" if value else "off"
         return str(value)
     raise UsageError(f"{key}: unsupported value {value!r}")
 

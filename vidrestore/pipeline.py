@@ -55,7 +55,8 @@ def restore(cfg: RunConfig, progress_factory=None, on_ready: Callable[[list[str]
         if on_ready is not None:
             on_ready(list(plan.notes))
         # "auto" noise, blind estimates (deblur's --kernel auto) and input checks: once, from the input's first frames
-        solve_cfg, plan.task, noise, found = resolve_input(cfg, plan.task, plan.input, plan.info.fps)
+        solve_cfg, plan.task, noise, found = resolve_input(cfg, plan.task, plan.input, plan.info.fps,
+                                                           plan.info.codec, device)
         plan.notes.extend(found)  # said with the result (the CLI prints the warnings it has not shown yet)
         # --adapt: the windows are solved with the adapted copy of the prior (trained now or found in the cache)
         adapted = adapt_prior(solve_cfg, plan.task, plan.input, plan.info.frame_count, (plan.height, plan.width),

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vidrestore.artifacts import shared_remover
 from vidrestore.config import RunConfig
 from vidrestore.costs import network_evaluations_per_frame
 from vidrestore.operators import LinearOperator
@@ -158,6 +159,8 @@ def solve_window(prior, task: Task, cfg: RunConfig, y: torch.Tensor, streams: di
                  frames: list[int], on_step: Callable[[], None] | None = None) -> SolvedWindow:
     """Restore the measurement frames `y` of one window (output frames `frames`, global indices)."""
     started = time.perf_counter()
+    if cfg.degradation.deblock == "on":  # resolved from "auto" by the run (`vidrestore.input_checks`)
+        y = shared_remover(y.device)(y)
     operator = task.operator(streams)
     y_solve, op_solve, x_init = task.window_problem(y, operator)
     cfg, carried = task_start(cfg, task, prior, op_solve)

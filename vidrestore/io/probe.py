@@ -19,6 +19,8 @@ from . import _ffmpeg
 __all__ = ["VideoInfo", "probe", "parse_fps", "list_frame_files", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: a frame folder's codec, as ffmpeg names the one that decodes its first file
+FOLDER_CODECS = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class VideoInfo:
     is_folder: bool
     notes: tuple[str, ...] = ()  # what the reader changes: variable rate made constant, >8-bit depth reduced
     errors: tuple[str, ...] = ()  # ffmpeg's complaints while reading the packets: a truncated or corrupt file
+    codec: str | None = None  # the video stream's codec as ffmpeg names it ("h264", "ffv1"); folders: "mjpeg", "png"…
 
 
 # --------------------------------------------------------------------------- fps
@@ -164,6 +167,7 @@ def _probe_folder(folder: Path, folder_fps) -> VideoInfo:
         has_audio=False,
         is_folder=True,
         notes=tuple(notes),
+        codec=FOLDER_CODECS.get(files[0].suffix.lower()),
     )
 
 
@@ -194,6 +198,7 @@ class _Streams:
     rotation: float = 0.0
     has_video: bool = False
     has_audio: bool = False
+    codec: str | None = None
     span_s: float | None = None  # last video timestamp, from counting (containers without an average rate)
 
 
@@ -219,6 +224,7 @@ def _parse_streams(stderr: str) -> _Streams:
                 info.video_streams += 1
             if kind == "Video" and not info.has_video:  # the stream "-map 0:v:0" picks
                 info.has_video = in_first_video = True
+                info.codec = details.split(maxsplit=1)[0].rstrip(",") if details.strip() else None
                 info.high_bit_depth = bool(_DEEP_RE.search(details))
                 tbr = _TBR_RE.search(details)
                 info.tbr_text = tbr.group(1) if tbr else None
@@ -366,4 +372,5 @@ def probe(path: Path | str, folder_fps: Fraction | int | str = Fraction(25)) -> 
         is_folder=False,
         notes=tuple(notes),
         errors=tuple(_ffmpeg.clean(e) for e in errors),
+        codec=streams.codec,
     )

@@ -27,6 +27,8 @@ from vidrestore.errors import UsageError
 
 #: `sigma_y` value that asks for the noise level to be estimated from the input
 AUTO = "auto"
+#: `deblock`: remove compression artifacts before solving (auto: when the input's codec is lossy)
+DEBLOCK_CHOICES = (AUTO, "on", "off")
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,19 @@ class Degradation:
     """Options every task has: the measurement model y = A x + n (n Gaussian with std `sigma_y`).
 
     `sigma_y` is a number in [0, 1] units, or "auto" (the default): the run estimates it from the input
-    (`vidrestore.operators.noise.estimate_sigma`); a clean 8-bit input estimates to 0.
+    (`vidrestore.operators.noise.estimate_sigma`); a clean 8-bit input estimates to 0. `deblock`: whether y
+    went through a lossy encoder whose artifacts are removed before solving (`vidrestore.artifacts`); "auto"
+    resolves from the input's codec.
     """
 
     sigma_y: float | str = AUTO    # measurement noise std in [0, 1] units, or "auto"
+    deblock: str = AUTO            # remove compression artifacts first: "on", "off", or "auto" (lossy codecs)
 
     def validate(self) -> None:
         """Value ranges (raise UsageError); called for every resolved config."""
         check_noise_level("degradation.sigma_y", self.sigma_y)
+        if self.deblock not in DEBLOCK_CHOICES:
+            raise UsageError(f"degradation.deblock must be one of {', '.join(DEBLOCK_CHOICES)}, got {self.deblock!r}")
 
     def check_complete(self) -> None:
         """What a run needs that no default gives (e.g. deblur's kernel); called before a run or evaluate."""
