@@ -92,13 +92,14 @@ def make_data(n: int, seed: int, cache: Path) -> dict[str, np.ndarray]:
 class Crops:
     """Random aligned crops of (decoded, clean) frames as float tensors."""
 
-    def __init__(self, data: dict[str, np.ndarray], crop: int, rng: np.random.Generator):
+    def __init__(self, data: dict[str, np.ndarray], crop: int, rng: np.random.Generator, radius: int = 0):
         n = sum(key.startswith("clean") for key in data)
         self.decoded = [data[f"decoded{i}"] for i in range(n)]
         self.clean = [data[f"clean{i}"] for i in range(n)]
-        self.crop, self.rng = crop, rng
+        self.crop, self.rng, self.radius = crop, rng, radius
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 3 (2 radius + 1), crop, crop) decoded frames with their neighbours, (n, 3, crop, crop) targets."""
         xs, ys = [], []
         for _ in range(n):
             i = self.rng.integers(len(self.decoded))
@@ -106,11 +107,13 @@ class Crops:
             f = self.rng.integers(d.shape[0])
             h, w = d.shape[1:3]
             top, left = self.rng.integers(h - self.crop + 1), self.rng.integers(w - self.crop + 1)
-            window = (f, slice(top, top + self.crop), slice(left, left + self.crop))
-            xs.append(d[window])
-            ys.append(c[window])
+            rows, cols = slice(top, top + self.crop), slice(left, left + self.crop)
+            near = np.clip(np.arange(f - self.radius, f + self.radius + 1), 0, d.shape[0] - 1)
+            xs.append(d[near][:, rows, cols])  # the ends repeated, as ArtifactRemover does
+            ys.append(c[f, rows, cols][None])
+
         def to(a):
-            return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255
+            return torch.from_numpy(np.stack(a)).permute(0, 1, 4, 2, 3).flatten(1, 2).float() / 255
         return to(xs), to(ys)
 
 
@@ -148,6 +151,19 @@ def print_eval(table: dict[str, tuple[float, float]]) -> None:
         print(f"mean {g:23s} decoded {a:6.2f}  restored {b:6.2f}  {b - a:+.2f}")
 
 
+def grown(weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`weights` of a network that sees fewer frames, fitted to `target`'s shapes: its first layer's
+    weights go to the centre frame's channels, the neighbours' start at 0 (so it starts as the same function)."""
+    out = dict(weights)
+    key = "enc1.0.0.weight"
+    small, big = weights[key], target[key]
+    if small.shape != big.shape:
+        offset = (big.shape[1] - small.shape[1]) // 2
+        out[key] = torch.zeros_like(big)
+        out[key][:, offset:offset + small.shape[1]] = small
+    return out
+
+
 def export(net: DeblockNet, out: Path, meta: dict) -> None:
     from safetensors.torch import save_file
 
@@ -167,6 +183,10 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--total-steps", type=int, default=20000, help="the cosine schedule's length")
     p.add_argument("--width", type=int, default=32)
+    p.add_argument("--radius", type=int, default=0, help="neighbouring frames on each side the network sees")
+    p.add_argument("--data", type=Path, help="the clip pairs (default: WORK/data.npz, made on first use)")
+    p.add_argument("--init-from", type=Path, help="an export to start from (a single-frame one grows to --radius: "
+                                                     "the neighbours' weights start at 0)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval", action="store_true")
@@ -175,11 +195,11 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    data_path = args.work / "data.npz"
+    data_path = args.data or args.work / "data.npz"
     if not data_path.exists():
         np.savez(data_path, **make_data(args.clips, args.seed, args.debian_cache))
     data = dict(np.load(data_path))
-    net = DeblockNet(args.width)
+    net = DeblockNet(args.width, args.radius)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     ckpt = args.work / "checkpoint.pt"
     step, elapsed = 0, 0.0
@@ -188,8 +208,11 @@ def main() -> None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
+    elif args.init_from is not None:
+        net.load_state_dict(grown(ArtifactRemover.load(torch.device("cpu"), args.init_from).net.state_dict(),
+                                  net.state_dict()))
     rng = np.random.default_rng(args.seed + step)
-    crops = Crops(data, args.crop, rng)
+    crops = Crops(data, args.crop, rng, args.radius)
     started, last_save, losses = time.perf_counter(), time.perf_counter(), []
     log = (args.work / "loss.csv").open("a")
     while time.perf_counter() - started < args.minutes * 60:
@@ -222,7 +245,8 @@ def main() -> None:
     if args.export:
         clips = sum(key.startswith("clean") for key in data)
         export(net, args.export, {"steps": step, "cpu_minutes": round(elapsed / 60, 1), "clips": clips,
-                                  "crf": list(CRF_RANGE), "batch": args.batch, "crop": args.crop, "lr": args.lr,
+                                  "crf": list(CRF_RANGE), "batch": args.batch,
+                                  "init_from": str(args.init_from) if args.init_from else None, "crop": args.crop, "lr": args.lr,
                                   "script": "scripts/train_deblock.py"})
 
 

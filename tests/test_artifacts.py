@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from vidrestore.artifacts import LOSSY_CODECS, ArtifactRemover, DeblockNet, resolve_deblock, shared_remover
+from vidrestore.artifacts import (
+    DEBLOCKED_SIGMA,
+    LOSSY_CODECS,
+    ArtifactRemover,
+    DeblockNet,
+    resolve_deblock,
+    shared_remover,
+)
 from vidrestore.cli import app
 from vidrestore.config import resolve_config
 from vidrestore.errors import UsageError
@@ -67,7 +74,7 @@ def test_probe_reports_the_codec(files, tmp_path):
 def test_auto_follows_the_codec():
     assert resolve_deblock("auto", "h264") and resolve_deblock("auto", "mjpeg") and resolve_deblock("auto", "vp9")
     assert not resolve_deblock("auto", "ffv1") and not resolve_deblock("auto", "png")
-    assert not resolve_deblock("auto", None)
+    assert not resolve_deblock("auto", None) and not resolve_deblock("auto", "h264", lossy_default=False)
     assert resolve_deblock("on", "ffv1") and not resolve_deblock("off", "h264")
     assert {"h264", "hevc", "av1"} <= LOSSY_CODECS and "ffv1" not in LOSSY_CODECS
 
@@ -80,12 +87,30 @@ def test_config_checks_the_value():
 
 
 def test_the_remover_keeps_shape_range_and_dtype_on_any_size():
-    remover = ArtifactRemover(DeblockNet(8), torch.device("cpu"), batch=2)
-    for h, w in ((5, 7), (16, 24), (33, 18)):
-        frames = torch.rand(3, 3, h, w, dtype=torch.float64)
-        out = remover(frames)
-        assert out.shape == frames.shape and out.dtype == frames.dtype
-        assert out.min() >= 0 and out.max() <= 1
+    for radius in (0, 1):
+        remover = ArtifactRemover(DeblockNet(8, radius), torch.device("cpu"), batch=2)
+        for h, w in ((5, 7), (16, 24), (33, 18)):
+            frames = torch.rand(3, 3, h, w, dtype=torch.float64)
+            out = remover(frames)
+            assert out.shape == frames.shape and out.dtype == frames.dtype
+            assert out.min() >= 0 and out.max() <= 1
+
+
+def test_a_single_frame_network_grown_to_neighbours_is_the_same_function():
+    from helpers import load_script
+
+    train = load_script("train_deblock")
+    torch.manual_seed(0)
+    single, multi = DeblockNet(8), DeblockNet(8, radius=2)
+    multi.load_state_dict(train.grown(single.state_dict(), multi.state_dict()))
+    frames = torch.rand(5, 3, 12, 16)
+    assert torch.allclose(ArtifactRemover(single, torch.device("cpu"), batch=3)(frames),
+                          ArtifactRemover(multi, torch.device("cpu"), batch=3)(frames), atol=1e-6)
+    # the neighbours the grown network sees are the frames next to each one: a batch split changes nothing
+    x = ArtifactRemover(multi, torch.device("cpu"), batch=5)(frames)
+    multi.enc1[0][0].weight.data[:, :6] += 0.1  # now the two frames before each one matter
+    a, b = (ArtifactRemover(multi, torch.device("cpu"), batch=n)(frames) for n in (2, 5))
+    assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, x)
 
 
 def test_the_shipped_remover_brings_h264_frames_closer_to_what_was_encoded(files):
@@ -108,6 +133,16 @@ def test_deblock_through_the_cli(files, tmp_path):
         assert result.exit_code == 0, result.output
         m = metrics_of(out)
         assert m["deblock"] is expected and m["codec"] == ("h264" if source.endswith("mp4") else "ffv1")
+    m = metrics_of(tmp_path / "auto-mp4.mkv")
+    assert m["sigma_y_estimated"] and m["sigma_y"] >= DEBLOCKED_SIGMA  # what the remover leaves is noise to solve for
+    assert metrics_of(tmp_path / "off-mp4.mkv")["sigma_y"] < DEBLOCKED_SIGMA
+    # other tasks turn it on only when asked (measured to help super-resolution's low-res inputs)
+    for name, extra, expected in (("deblur-auto", [], False), ("deblur-on", ["--deblock", "on"], True)):
+        out = tmp_path / f"{name}.mkv"
+        result = run("deblur", files / "crf32.mp4", "--kernel", "gaussian:1", "-o", out, "--model", "none",
+                     "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+        assert metrics_of(out)["deblock"] is expected
     # removing the artifacts changes what is solved: the outputs differ
     assert not torch.equal(read_clip(tmp_path / "auto-mp4.mkv"), read_clip(tmp_path / "off-mp4.mkv"))
     assert torch.equal(read_clip(tmp_path / "off-mp4.mkv"), read_clip(tmp_path / "set-mp4.mkv"))

@@ -42,22 +42,25 @@ def read_head(path: Path, fps: Fraction | None = None, frames: int = ESTIMATE_FR
 
 
 def resolve_noise(cfg: RunConfig, input_path: Path, fps: Fraction | None = None,
-                  head: torch.Tensor | None = None) -> tuple[RunConfig, dict, list[str]]:
+                  head: torch.Tensor | None = None, floor: float = 0.0) -> tuple[RunConfig, dict, list[str]]:
     """`cfg` with the noise level a number, what the metrics JSON says about it, and warnings for the user
-    (`head`: the input's first frames, when already read)."""
+    (`head`: the input's first frames, when already read; `floor`: the least an "auto" level resolves to, e.g.
+    what the artifact remover leaves in `head`)."""
     level = cfg.degradation.noise_level
     if level != AUTO:
         return cfg, {"sigma_y": float(level), "sigma_y_estimated": False}, []
     head = read_head(input_path, fps) if head is None else head
     if not estimable(head.shape[-2:]):
         h, w = head.shape[-2:]
-        resolved = dataclasses.replace(cfg, degradation=cfg.degradation.with_noise_level(0.0))
-        return resolved, {"sigma_y": 0.0, "sigma_y_estimated": False}, [
-            f"frames of {w}x{h} are too small to tell noise from texture: solved as noise-free "
-            "(give --sigma-y if the input is noisy)"]
+        resolved = dataclasses.replace(cfg, degradation=cfg.degradation.with_noise_level(floor))
+        return resolved, {"sigma_y": floor, "sigma_y_estimated": False}, [
+            f"frames of {w}x{h} are too small to tell noise from texture: solved as "
+            + (f"σ_y {floor:g} (what removing compression artifacts leaves)" if floor else "noise-free")
+            + " (give --sigma-y if the input is noisy)"]
     noise, channels = estimate_sigma(head)
     ratio, block = blocking(head)
     sigma = math.hypot(noise, block) if block > 0 else noise  # no blocking: the noise estimate, bit for bit
+    sigma = max(sigma, floor)
     resolved = dataclasses.replace(cfg, degradation=cfg.degradation.with_noise_level(sigma))
     return resolved, {"sigma_y": round(sigma, 6), "sigma_y_estimated": True,
                       "sigma_y_channels": [round(c, 6) for c in channels],

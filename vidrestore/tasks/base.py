@@ -122,6 +122,9 @@ class Task:
     evaluate_preset: ClassVar[str | None] = None      # None: the task's own preset
     #: the smallest clip the task can restore
     min_frames: ClassVar[int] = 1
+    #: whether `--deblock auto` removes a lossy codec's artifacts (`vidrestore.artifacts`): only where measured
+    #: to help (superres' low-res inputs); elsewhere "auto" is off and `--deblock on` asks for it
+    deblock_lossy: ClassVar[bool] = False
     #: report header of the PSNR over the pixels `unknown` marks (None: every pixel is measured)
     unknown_header: ClassVar[str | None] = None
 

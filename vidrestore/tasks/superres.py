@@ -47,6 +47,7 @@ class Superres(Task):
     )
     baselines = ("bicubic", "lanczos", *REALESRGAN)
     peer_baselines = tuple(REALESRGAN)
+    deblock_lossy = True  # docs/benchmarks.md, "Real inputs": +0.3 to +0.7 dB on x264 inputs at CRF 23 and 28
 
     def __init__(self, options: SuperresOptions, width: int, height: int, frame_count: int, source: str = "input"):
         super().__init__(options, width, height, frame_count, source)
