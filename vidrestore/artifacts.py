@@ -97,8 +97,8 @@ LOSSY_CODECS = frozenset({
 
 
 #: the noise level the solver assumes in frames the remover returned (with `--sigma-y auto`): what it leaves is
-#: 3–17/255 RMS on the benchmark's low-res clips at CRF 18–33, and solving with σ_y 0.03 instead of 0 gained
-#: 0.1–0.3 dB there (superres x4 CRF 28: 24.72 → 25.00 dB at 0.035; docs/benchmarks.md, "Real inputs")
+#: 3–17/255 RMS on the benchmark's held-out clips at CRF 18–33, and solving with σ_y 0.03 instead of 0 gained
+#: 0.05–0.27 dB on its compressed super-resolution rows (docs/benchmarks.md, "Real inputs")
 DEBLOCKED_SIGMA = 0.03
 
 
