@@ -15,9 +15,10 @@ Pairs (decoded, before encoding) are kept in `WORK/data.npz`; the target is
 the clip before noise and encoding. Training resumes from `WORK/checkpoint.pt`
 (written by this script; loaded with `weights_only`).
 
-`--eval` prints the PSNR of the benchmark's held-out low-res clips
-(scripts/bench_real_inputs.py's clips, box-downsampled ×2 and ×4, CRF 18, 23 and
-28) as decoded and after the network, against the frames before encoding.
+`--eval` prints the RMS error of the benchmark's held-out clips
+(scripts/bench_real_inputs.py's, at their own size and box-downsampled ×2 and
+×4; not encoded, and CRF 18, 23 and 28) as decoded and after the network,
+against the frames before encoding.
 """
 from __future__ import annotations
 
@@ -42,7 +43,6 @@ from clips import camera_clip  # noqa: E402
 from vidrestore.artifacts import ArtifactRemover, DeblockNet  # noqa: E402
 from vidrestore.evaluate import read_clip  # noqa: E402
 from vidrestore.io import VideoWriter, quantize, to_uint8  # noqa: E402
-from vidrestore.metrics import psnr  # noqa: E402
 
 SIZES = ((48, 64), (64, 64), (64, 96), (96, 128), (32, 48))
 FRAMES = 8
@@ -58,7 +58,8 @@ def encode_decode(clip: torch.Tensor, crf: int, folder: Path) -> torch.Tensor:
     return read_clip(path)
 
 
-def make_data(n: int, seed: int, cache: Path) -> dict[str, np.ndarray]:
+def make_data(n: int, seed: int, cache: Path, crf_range: tuple[int, int] = CRF_RANGE,
+              lossless_fraction: float = 0.0) -> dict[str, np.ndarray]:
     """`n` (decoded, clean) clip pairs as uint8 arrays of (F, H, W, 3) (sizes mixed: one key per clip)."""
     rng = np.random.default_rng(seed)
     photos, _ = debian_photos.training_photos(cache, 1024)
@@ -81,8 +82,10 @@ def make_data(n: int, seed: int, cache: Path) -> dict[str, np.ndarray]:
             if rng.random() < NOISY_FRACTION:
                 noise = torch.from_numpy(rng.standard_normal(truth.shape).astype(np.float32))
                 noisy = quantize(truth + rng.uniform(0, NOISE_MAX) * noise)
-            crf = int(rng.integers(CRF_RANGE[0], CRF_RANGE[1] + 1))
-            decoded.append(to_uint8(encode_decode(noisy, crf, Path(tmp))))
+            crf = int(rng.integers(crf_range[0], crf_range[1] + 1))
+            # nothing to remove: the network should leave it alone (no draw at 0: earlier data sets reproduce)
+            lossless = lossless_fraction > 0 and rng.random() < lossless_fraction
+            decoded.append(to_uint8(noisy if lossless else encode_decode(noisy, crf, Path(tmp))))
             clean.append(to_uint8(truth))
             if (i + 1) % 100 == 0:
                 print(f"data: {i + 1}/{n} clips", flush=True)
@@ -117,8 +120,9 @@ class Crops:
         return to(xs), to(ys)
 
 
-def held_out_problems(scales=(2, 4), crfs=(18, 23, 28)) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, decoded, clean) low-res clips of the real-inputs benchmark (held-out stills)."""
+def held_out_problems(scales=(1, 2, 4), crfs=(None, 18, 23, 28)) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, decoded, clean) clips of the real-inputs benchmark (held-out stills) at their own size (×1) and
+    box-downsampled; CRF None: not encoded at all (what the network does to a clean input)."""
     from bench_real_inputs import make_clips
 
     problems = []
@@ -128,7 +132,8 @@ def held_out_problems(scales=(2, 4), crfs=(18, 23, 28)) -> list[tuple[str, torch
             for crf in crfs:
                 for name, hr in clips.items():
                     low = quantize(F.avg_pool2d(hr, s))
-                    problems.append((f"x{s}-crf{crf}-{name}", encode_decode(low, crf, Path(tmp)), low))
+                    decoded = low if crf is None else encode_decode(low, crf, Path(tmp))
+                    problems.append((f"x{s}-{'lossless' if crf is None else f'crf{crf}'}-{name}", decoded, low))
     return problems
 
 
@@ -136,7 +141,8 @@ def evaluate(net: DeblockNet, problems) -> dict[str, tuple[float, float]]:
     remover = ArtifactRemover(net, torch.device("cpu"))
     table = {}
     for name, decoded, clean in problems:
-        table[name] = (psnr(decoded, clean), psnr(quantize(remover(decoded)), clean))
+        # RMS error in 1/255 (PSNR is infinite for an input not encoded)
+        table[name] = tuple(float((x - clean).pow(2).mean().sqrt()) * 255 for x in (decoded, quantize(remover(decoded))))
     net.train()
     return table
 
@@ -145,10 +151,11 @@ def print_eval(table: dict[str, tuple[float, float]]) -> None:
     groups: dict[str, list[tuple[float, float]]] = {}
     for name, pair in table.items():
         groups.setdefault("-".join(name.split("-")[:2]), []).append(pair)
-        print(f"{name:28s} decoded {pair[0]:6.2f}  restored {pair[1]:6.2f}  {pair[1] - pair[0]:+.2f}")
+        print(f"{name:30s} RMS error /255: decoded {pair[0]:6.2f}  restored {pair[1]:6.2f}")
     for g, pairs in groups.items():
         a, b = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
-        print(f"mean {g:23s} decoded {a:6.2f}  restored {b:6.2f}  {b - a:+.2f}")
+        better = sum(p[1] < p[0] for p in pairs)
+        print(f"mean {g:25s} RMS error /255: decoded {a:6.2f}  restored {b:6.2f}  (restored better on {better}/{len(pairs)})")
 
 
 def grown(weights: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -185,6 +192,9 @@ def main() -> None:
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--radius", type=int, default=0, help="neighbouring frames on each side the network sees")
     p.add_argument("--data", type=Path, help="the clip pairs (default: WORK/data.npz, made on first use)")
+    p.add_argument("--crf", type=int, nargs=2, default=list(CRF_RANGE), help="the CRF range of new data")
+    p.add_argument("--lossless-fraction", type=float, default=0.0,
+                   help="of new data, the share of clips not encoded at all (the target is the input, or clean)")
     p.add_argument("--init-from", type=Path, help="an export to start from (a single-frame one grows to --radius: "
                                                      "the neighbours' weights start at 0)")
     p.add_argument("--threads", type=int, default=1)
@@ -197,7 +207,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     data_path = args.data or args.work / "data.npz"
     if not data_path.exists():
-        np.savez(data_path, **make_data(args.clips, args.seed, args.debian_cache))
+        np.savez(data_path, **make_data(args.clips, args.seed, args.debian_cache, tuple(args.crf),
+                                        args.lossless_fraction))
     data = dict(np.load(data_path))
     net = DeblockNet(args.width, args.radius)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -245,7 +256,7 @@ def main() -> None:
     if args.export:
         clips = sum(key.startswith("clean") for key in data)
         export(net, args.export, {"steps": step, "cpu_minutes": round(elapsed / 60, 1), "clips": clips,
-                                  "crf": list(CRF_RANGE), "batch": args.batch,
+                                  "crf": args.crf, "lossless_fraction": args.lossless_fraction, "batch": args.batch,
                                   "init_from": str(args.init_from) if args.init_from else None, "crop": args.crop, "lr": args.lr,
                                   "script": "scripts/train_deblock.py"})
 
