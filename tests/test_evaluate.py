@@ -238,3 +238,22 @@ def test_overwrite_and_no_partial_report_on_failure(data, tmp_path):
     assert result.exit_code == 0
     assert list(json.loads((out / "metrics.json").read_text())["methods"]) == ["lanczos"]
     assert not (out / "runs" / "bicubic").exists()
+
+
+def test_input_crf_scores_every_method_on_the_compressed_input(tmp_path):
+    from test_artifacts import photo_pan
+
+    write_clip(tmp_path / "truth.mkv", photo_pan(4, 48))
+    for name, extra in (("lossless", []), ("crf", ["--input-crf", 32])):
+        result = run(tmp_path / "truth.mkv", "--task", "superres", "-x", 2, "--methods", "lanczos,none",
+                     "-o", tmp_path / name, "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+    lossless, crf = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("lossless", "crf"))
+    assert crf["input"] == "input.mp4" and crf["input_crf"] == 32 and lossless["input"] == "input.mkv"
+    assert "through libx264 at CRF 32: `input.mp4`" in (tmp_path / "crf/index.md").read_text()
+    # the baselines see the decoded frames too: compression costs Lanczos
+    assert crf["methods"]["lanczos"]["psnr"] < lossless["methods"]["lanczos"]["psnr"] - 0.3
+    none = json.loads((tmp_path / "crf" / crf["methods"]["none"]["metrics_file"]).read_text())
+    assert none["codec"] == "h264" and none["deblock"] is True  # superres removes the artifacts first
+    one_error_line(run(tmp_path / "truth.mkv", "--task", "superres", "--input-crf", 60, "-o", tmp_path / "bad"),
+                   2, "--input-crf must be in [0, 51]")

@@ -388,6 +388,7 @@ EVALUATE_OPTIONS = (
     ("noise", Annotated[Optional[list[str]], typer.Option("--noise", help="Noise modes to run with each preset, comma-separated: independent, shared, warped.")]),
     ("variant", Annotated[Optional[list[str]], typer.Option("--variant", help="An extra diffusion run NAME:KEY=VALUE[,KEY=VALUE...] (key preset picks the preset; repeatable).")]),
     ("sigma_y", Annotated[Optional[str], typer.Option("--sigma-y", help="Gaussian measurement noise std added to the degraded input (0-1 range), told to the solvers; 'auto' (default): none added, the solvers estimate it.")]),
+    ("input_crf", Annotated[Optional[int], typer.Option("--input-crf", help="Write the degraded input through libx264 at this CRF (input.mp4, yuv420p), as footage arrives; every method gets the decoded frames. Default: lossless input.mkv.")]),
     ("set_", SetOpt), ("model", Model), ("seed", Seed), ("device", Device),
     ("frames", Annotated[Optional[int], typer.Option("--frames", help="Use only the reference's first N frames.")]),
     ("output", Annotated[Optional[Path], typer.Option("-o", "--output", help="Report folder. Default: <reference>.evaluate/")]),
@@ -416,7 +417,7 @@ def _evaluate_command():
                 methods=kw["methods"], presets=kw["presets"], noise=kw["noise"], variants=kw["variant"],
                 sets=kw["set_"], flags={"model": kw["model"], "runtime.seed": kw["seed"],
                                         "runtime.device": kw["device"]},
-                max_frames=kw["frames"], overwrite=kw["overwrite"])
+                max_frames=kw["frames"], overwrite=kw["overwrite"], input_crf=kw["input_crf"])
             mode = "none" if kw["quiet"] else kw["progress"]
             display = EvaluateProgress() if mode == "rich" else None
             report = run_evaluate(cfg, display or (JsonProgress.emit if mode == "json" else None))

@@ -2,7 +2,8 @@
 
 The reference is degraded with the very operator the solvers invert
 (:meth:`vidrestore.tasks.Task.operator`), rounded to 8 bits and saved
-losslessly as ``input.mkv``. Classical baselines run in-process on that
+losslessly as ``input.mkv`` (or, with ``--input-crf``, through libx264 as
+``input.mp4``, and decoded again). Classical baselines run in-process on that
 input; solver methods (``--model none`` and diffusion presets / noise modes /
 variants) run through :func:`vidrestore.pipeline.restore` with a resolved
 config, each writing its own metrics JSON. Baselines write the same JSON, so
@@ -66,6 +67,7 @@ class EvaluateConfig:
     solvers: tuple[SolverRun, ...]
     max_frames: int | None = None
     overwrite: bool = False
+    input_crf: int | None = None          # the degraded input through libx264 at this CRF (`input.mp4`)
 
     @property
     def methods(self) -> list[str]:
@@ -96,7 +98,8 @@ def resolve_evaluate_config(reference: Path, task: str, output: Path | None, deg
                             methods: list[str] | None = None, presets: list[str] | None = None,
                             noise: list[str] | None = None, variants: list[str] | None = None,
                             sets: list[str] | None = None, flags: dict | None = None,
-                            max_frames: int | None = None, overwrite: bool = False) -> EvaluateConfig:
+                            max_frames: int | None = None, overwrite: bool = False,
+                            input_crf: int | None = None) -> EvaluateConfig:
     """Validate the task options and every method's config before any work starts.
 
     `degradation` holds the task's own options as dotted config keys (`degradation.scale`, ...).
@@ -108,6 +111,8 @@ def resolve_evaluate_config(reference: Path, task: str, output: Path | None, deg
     base.degradation.check_complete()
     if max_frames is not None and max_frames < kind.min_frames:
         raise UsageError(f"--frames must be at least {kind.min_frames}, got {max_frames}")
+    if input_crf is not None and not 0 <= input_crf <= 51:
+        raise UsageError(f"--input-crf must be in [0, 51] (libx264's range), got {input_crf}")
     solver_flags = degradation | flags | {"quiet": True, "io.overwrite": True, "runtime.resume": False}
     run = {"none": resolve_config(task, None, sets or [], solver_flags | {"model": "none"})}
     noise_modes = _split(noise) or [None]
@@ -141,7 +146,7 @@ def resolve_evaluate_config(reference: Path, task: str, output: Path | None, deg
         reference=Path(reference), output=Path(output) if output else _default_output(Path(reference)), base=base,
         baselines=tuple(n for n in chosen if n not in run),
         solvers=tuple(SolverRun(n, run[n]) for n in chosen if n in run),
-        max_frames=max_frames, overwrite=overwrite)
+        max_frames=max_frames, overwrite=overwrite, input_crf=input_crf)
 
 
 def _default_output(reference: Path) -> Path:
@@ -162,6 +167,7 @@ class Problem:
     fps: Fraction
     flows: tuple[torch.Tensor, torch.Tensor] = field(repr=False, default=None)
     unknown: torch.Tensor | None = None   # (F, 1, H, W) pixels no measurement gives directly (inpaint, interpolate)
+    input_name: str = "input.mkv"         # the degraded input in the report folder (`input.mp4`: through libx264)
 
 
 def read_clip(path: Path, max_frames: int | None = None) -> torch.Tensor:
@@ -199,8 +205,17 @@ def make_problem(cfg: EvaluateConfig, folder: Path) -> Problem:
     # measurement noise is seeded like the runs
     y = quantize(task.degrade(truth, operator, torch.Generator().manual_seed(base.runtime.seed)))
     write_clip(folder / "reference.mkv", truth, info.fps)
-    write_clip(folder / "input.mkv", y, task.input_fps(info.fps))
-    return Problem(truth, y, task, operator, info.fps, consecutive_flows(truth), task.unknown(operator, n, h, w))
+    name = "input.mkv"
+    if cfg.input_crf is None:
+        write_clip(folder / name, y, task.input_fps(info.fps))
+    else:  # as footage arrives: every method, baselines included, gets the decoded frames
+        name = "input.mp4"
+        with VideoWriter(folder / name, task.input_fps(info.fps), y.shape[3], y.shape[2], crf=cfg.input_crf,
+                         overwrite=True) as writer:
+            writer.write(to_uint8(y))
+        y = read_clip(folder / name)
+    return Problem(truth, y, task, operator, info.fps, consecutive_flows(truth), task.unknown(operator, n, h, w),
+                   name)
 
 
 # ----------------------------------------------------------------------------- running the methods
@@ -261,8 +276,9 @@ class _RunProgress:
         pass
 
 
-def _solver_metrics(run: SolverRun, folder: Path, path: Path, on_event: Event, started: float) -> dict:
-    cfg = dataclasses.replace(run.config, input=str(folder / "input.mkv"), output=str(path),
+def _solver_metrics(run: SolverRun, folder: Path, path: Path, on_event: Event, started: float,
+                    input_name: str = "input.mkv") -> dict:
+    cfg = dataclasses.replace(run.config, input=str(folder / input_name), output=str(path),
                               reference=str(folder / "reference.mkv"), metrics=None)
     reset_peak_memory()
     restore(cfg, progress_factory=lambda total: _RunProgress(on_event, run.name, started, total))
@@ -325,7 +341,7 @@ def _build(cfg: EvaluateConfig, folder: Path, on_event: Event) -> dict:
         path = run_dir / "output.mkv"
         run_dir.mkdir(parents=True)
         if name in solvers:
-            result = _solver_metrics(solvers[name], folder, path, on_event, started)
+            result = _solver_metrics(solvers[name], folder, path, on_event, started, p.input_name)
             out = read_clip(path)
         else:
             result, out = _baseline_metrics(name, p, path, on_event, started)
@@ -349,6 +365,7 @@ def _build(cfg: EvaluateConfig, folder: Path, on_event: Event) -> dict:
         "task": cfg.base.task, "reference": str(cfg.reference), "frames": p.truth.shape[0],
         "width": p.truth.shape[3], "height": p.truth.shape[2], "fps": str(p.fps),
         "degradation": p.task.summary(), "operator": p.operator.name, "sigma_y": deg.sigma_y,
+        "input": p.input_name, "input_crf": cfg.input_crf,
         "unknown_header": p.task.unknown_header,
         "truth_warping_error": M.warping_error(p.truth, flows=p.flows),
         "methods": rows,

@@ -59,7 +59,9 @@ def index_markdown(report: dict) -> str:
         f"# vidrestore evaluate: {report['task']}",
         "",
         f"Reference `{report['reference']}`: {report['frames']} frames of {report['width']}x{report['height']} "
-        f"at {report['fps']} fps, degraded by `{report['operator']}` ({deg}), rounded to 8 bits: `input.mkv`.",
+        f"at {report['fps']} fps, degraded by `{report['operator']}` ({deg}), rounded to 8 bits"
+        + (f", through libx264 at CRF {report['input_crf']}" if report.get("input_crf") is not None else "")
+        + f": `{report.get('input', 'input.mkv')}`.",
         "",
         methods_table(report),
         "",
