@@ -30,9 +30,9 @@ from vidrestore import baselines
 from vidrestore import metrics as M
 from vidrestore import operators as ops
 from vidrestore.artifacts import shared_remover
-from vidrestore.io import VideoWriter, quantize, to_uint8
+from vidrestore.io import quantize
 
-from benchlib import MOTIONS, ROOT, markdown_table, read_clip, run_cli, write_lossless, write_section
+from benchlib import MOTIONS, ROOT, markdown_table, read_clip, run_cli, write_clip, write_lossless, write_section
 
 FPS = Fraction(24)
 DEGRADATIONS = ("clean", "crf23", "crf28", "noise3")
@@ -68,10 +68,7 @@ def degrade(low: torch.Tensor, kind: str, path: Path, seed: int = 0) -> Path:
     if kind == "clean":
         return write_lossless(path.with_suffix(".mkv"), low, FPS)
     if kind.startswith("crf"):
-        path = path.with_suffix(".mp4")
-        with VideoWriter(path, FPS, low.shape[3], low.shape[2], crf=int(kind[3:]), overwrite=True) as writer:
-            writer.write(to_uint8(low))
-        return path
+        return write_clip(path.with_suffix(".mp4"), low, FPS, int(kind[3:]))
     noise = torch.randn(low.shape, generator=torch.Generator().manual_seed(seed))
     return write_lossless(path.with_suffix(".mkv"), quantize(low + NOISE_SIGMA * noise), FPS)
 

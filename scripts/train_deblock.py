@@ -41,8 +41,8 @@ import stills  # noqa: E402
 from clips import camera_clip  # noqa: E402
 
 from vidrestore.artifacts import ArtifactRemover, DeblockNet  # noqa: E402
-from vidrestore.evaluate import read_clip  # noqa: E402
-from vidrestore.io import VideoWriter, quantize, to_uint8  # noqa: E402
+from vidrestore.evaluate import read_clip, write_clip  # noqa: E402
+from vidrestore.io import quantize, to_uint8  # noqa: E402
 
 SIZES = ((48, 64), (64, 64), (64, 96), (96, 128), (32, 48))
 FRAMES = 8
@@ -52,10 +52,7 @@ NOISY_FRACTION, NOISE_MAX = 0.2, 6 / 255
 
 def encode_decode(clip: torch.Tensor, crf: int, folder: Path) -> torch.Tensor:
     """`clip` through libx264 at `crf` (yuv420p) and back."""
-    path = folder / "clip.mp4"
-    with VideoWriter(path, Fraction(24), clip.shape[3], clip.shape[2], crf=crf, overwrite=True) as writer:
-        writer.write(to_uint8(clip))
-    return read_clip(path)
+    return read_clip(write_clip(folder / "clip.mp4", clip, Fraction(24), crf))
 
 
 def make_data(n: int, seed: int, cache: Path, crf_range: tuple[int, int] = CRF_RANGE,
@@ -63,8 +60,9 @@ def make_data(n: int, seed: int, cache: Path, crf_range: tuple[int, int] = CRF_R
     """`n` (decoded, clean) clip pairs as uint8 arrays of (F, H, W, 3) (sizes mixed: one key per clip)."""
     rng = np.random.default_rng(seed)
     photos, _ = debian_photos.training_photos(cache, 1024)
-    images = list({**stills.training_stills(), **photos}.values())
-    assert not set(photos) & set(stills.HELD_OUT)
+    named = {**stills.training_stills(), **photos}
+    assert not set(named) & set(stills.HELD_OUT)
+    images = list(named.values())
     decoded, clean = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n):

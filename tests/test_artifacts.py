@@ -20,7 +20,8 @@ from vidrestore.artifacts import (
 from vidrestore.cli import app
 from vidrestore.config import resolve_config
 from vidrestore.errors import UsageError
-from vidrestore.io import VideoWriter, probe, quantize, to_uint8
+from vidrestore.evaluate import write_clip as write_video
+from vidrestore.io import probe, quantize
 from vidrestore.metrics import psnr
 
 from helpers import read_clip, write_clip
@@ -45,18 +46,12 @@ def photo_pan(frames: int = 6, size: int = 64) -> torch.Tensor:
     return torch.stack([still[:, 20 + k:20 + k + size, 40 + 2 * k:40 + 2 * k + size] for k in range(frames)])
 
 
-def write_h264(path, clip: torch.Tensor, crf: int):
-    with VideoWriter(path, Fraction(25), clip.shape[3], clip.shape[2], crf=crf, overwrite=True) as writer:
-        writer.write(to_uint8(clip))
-    return path
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("artifacts")
     clip = quantize(photo_pan())
     write_clip(d / "truth.mkv", clip)
-    write_h264(d / "crf32.mp4", clip, 32)
+    write_video(d / "crf32.mp4", clip, Fraction(25), crf=32)
     return d
 
 

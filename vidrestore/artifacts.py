@@ -90,6 +90,7 @@ class ArtifactRemover:
 
 
 #: codecs (as ffmpeg names them) whose output carries quantisation artifacts: `--deblock auto` removes them
+#: where the task asks for it (`Task.deblock_lossy`)
 LOSSY_CODECS = frozenset({
     "h264", "hevc", "av1", "vp8", "vp9", "mpeg4", "mpeg2video", "mpeg1video", "mjpeg", "h263", "msmpeg4v2",
     "msmpeg4v3", "wmv1", "wmv2", "wmv3", "vc1", "theora", "flv1", "rv40",

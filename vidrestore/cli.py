@@ -256,7 +256,7 @@ ProgressOpt = Annotated[Optional[str], typer.Option("--progress", help="rich (a 
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Solve windows in N worker processes (each loads the model; --device cuda spreads them over the GPUs). Default: in this process.")]
 Ray = Annotated[Optional[str], typer.Option("--ray", help="Solve windows on a Ray cluster: local (start one here), auto (join this machine's) or an address. Needs vidrestore[ray].")]
 SigmaY = Annotated[Optional[str], typer.Option("--sigma-y", help="Measurement noise std of the input (pixel range 0-1, e.g. 0.02), or 'auto': estimated from the input (default; a clean 8-bit input estimates to 0). Reported in the metrics as sigma_y.")]
-Deblock = Annotated[Optional[str], typer.Option("--deblock", help="Remove compression artifacts (blocks, ringing, lost detail) from the input before solving: on, off, or auto (default: on for a lossy codec such as H.264, HEVC, VP9, AV1 or JPEG frames). Reported in the metrics as deblock.")]
+Deblock = Annotated[Optional[str], typer.Option("--deblock", help="Remove compression artifacts (blocks, ringing, lost detail) from the input before solving: on, off, or auto (default: on for superres when the input's codec is lossy, such as H.264, HEVC, VP9, AV1 or JPEG frames; off for the other tasks, where it was measured to hurt good-quality inputs). Reported in the metrics as deblock.")]
 
 #: the options every task command has, after the input and the task's own options: (parameter, annotation)
 COMMON = (

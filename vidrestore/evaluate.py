@@ -180,10 +180,12 @@ def read_clip(path: Path, max_frames: int | None = None) -> torch.Tensor:
     return torch.cat(frames)[:max_frames]
 
 
-def write_clip(path: Path, clip: torch.Tensor, fps: Fraction) -> Path:
-    """A lossless FFV1 .mkv (or a PNG folder), so every method is scored on exactly what it wrote."""
+def write_clip(path: Path, clip: torch.Tensor, fps: Fraction, crf: int | None = None) -> Path:
+    """A lossless FFV1 .mkv (or a PNG folder), so every method is scored on exactly what it wrote; `.mp4`:
+    libx264 at `crf` (the writer's default when None)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with VideoWriter(path, fps, clip.shape[3], clip.shape[2], overwrite=True) as writer:
+    with VideoWriter(path, fps, clip.shape[3], clip.shape[2], overwrite=True,
+                     **({} if crf is None else {"crf": crf})) as writer:
         writer.write(to_uint8(clip))
     return path
 
@@ -205,14 +207,9 @@ def make_problem(cfg: EvaluateConfig, folder: Path) -> Problem:
     # measurement noise is seeded like the runs
     y = quantize(task.degrade(truth, operator, torch.Generator().manual_seed(base.runtime.seed)))
     write_clip(folder / "reference.mkv", truth, info.fps)
-    name = "input.mkv"
-    if cfg.input_crf is None:
-        write_clip(folder / name, y, task.input_fps(info.fps))
-    else:  # as footage arrives: every method, baselines included, gets the decoded frames
-        name = "input.mp4"
-        with VideoWriter(folder / name, task.input_fps(info.fps), y.shape[3], y.shape[2], crf=cfg.input_crf,
-                         overwrite=True) as writer:
-            writer.write(to_uint8(y))
+    name = "input.mkv" if cfg.input_crf is None else "input.mp4"
+    write_clip(folder / name, y, task.input_fps(info.fps), cfg.input_crf)
+    if cfg.input_crf is not None:  # as footage arrives: every method, baselines included, gets the decoded frames
         y = read_clip(folder / name)
     return Problem(truth, y, task, operator, info.fps, consecutive_flows(truth), task.unknown(operator, n, h, w),
                    name)

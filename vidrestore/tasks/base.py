@@ -27,7 +27,7 @@ from vidrestore.errors import UsageError
 
 #: `sigma_y` value that asks for the noise level to be estimated from the input
 AUTO = "auto"
-#: `deblock`: remove compression artifacts before solving (auto: when the input's codec is lossy)
+#: `deblock`: remove compression artifacts before solving (auto: when the codec is lossy and the task asks for it)
 DEBLOCK_CHOICES = (AUTO, "on", "off")
 
 
@@ -38,11 +38,11 @@ class Degradation:
     `sigma_y` is a number in [0, 1] units, or "auto" (the default): the run estimates it from the input
     (`vidrestore.operators.noise.estimate_sigma`); a clean 8-bit input estimates to 0. `deblock`: whether y
     went through a lossy encoder whose artifacts are removed before solving (`vidrestore.artifacts`); "auto"
-    resolves from the input's codec.
+    resolves from the input's codec where the task asks for it (`Task.deblock_lossy`), else to "off".
     """
 
     sigma_y: float | str = AUTO    # measurement noise std in [0, 1] units, or "auto"
-    deblock: str = AUTO            # remove compression artifacts first: "on", "off", or "auto" (lossy codecs)
+    deblock: str = AUTO            # remove compression artifacts first: "on", "off", or "auto" (see below)
 
     def validate(self) -> None:
         """Value ranges (raise UsageError); called for every resolved config."""
